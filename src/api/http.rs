@@ -1,0 +1,240 @@
+//! The reqwest implementation of [`ImageApi`]: URL and auth, per-request timeout, a bounded body
+//! read, and the mapping of transport failures to what they mean for billing.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::{Client, RequestBuilder, StatusCode};
+
+use super::status::{RpcStatus, parse_error_body, parse_retry_after};
+use super::{ApiError, ImageApi, RawReply};
+use crate::redact::{Secret, redact_text};
+
+/// How the key travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// `x-goog-api-key: KEY` (what the SDKs send).
+    #[default]
+    Header,
+    /// `?key=KEY` (what some proxies need).
+    Query,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `https://generativelanguage.googleapis.com`, a proxy, or the emulator.
+    pub base_url: String,
+    /// `v1beta`: the image docs and proxies use it; new SDKs default to `v1`.
+    pub api_version: String,
+    pub auth: AuthMode,
+    pub key: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Per attempt, including reading the body. Image generation takes 10–120 s; 4K with
+    /// thinking longer; the server gives up at 10 minutes.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Largest response body accepted (a 4K image is ~40 MB of base64).
+    pub max_body: u64,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions { timeout: Duration::from_secs(600), connect_timeout: Duration::from_secs(15), max_body: 256 << 20 }
+    }
+}
+
+/// Largest error body we read: errors are small; a proxy's HTML page is cut.
+const MAX_ERROR_BODY: u64 = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct HttpApi {
+    client: Client,
+    endpoint: Endpoint,
+    options: HttpOptions,
+}
+
+impl HttpApi {
+    pub fn new(endpoint: Endpoint, options: HttpOptions) -> Result<HttpApi, ApiError> {
+        let client = Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.timeout)
+            // A redirect would carry `?key=` to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("nanobatch/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ApiError::Connect(describe(&e)))?;
+        Ok(HttpApi { client, endpoint, options })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        let base = self.endpoint.base_url.trim_end_matches('/');
+        format!("{base}/{}/{}", self.endpoint.api_version, path.trim_start_matches('/'))
+    }
+
+    pub(crate) fn root_url(&self, path: &str) -> String {
+        let base = self.endpoint.base_url.trim_end_matches('/');
+        format!("{base}/{}", path.trim_start_matches('/'))
+    }
+
+    /// Adds the key the configured way.
+    pub(crate) fn authorize(&self, request: RequestBuilder) -> RequestBuilder {
+        match (&self.endpoint.key, self.endpoint.auth) {
+            (None, _) => request,
+            (Some(key), AuthMode::Header) => request.header("x-goog-api-key", key.expose()),
+            (Some(key), AuthMode::Query) => request.query(&[("key", key.expose())]),
+        }
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn options(&self) -> &HttpOptions {
+        &self.options
+    }
+
+    /// Sends a request and reads a 200 body, or maps the failure.
+    pub(crate) async fn exchange(&self, request: RequestBuilder, max_body: u64) -> Result<RawReply, ApiError> {
+        let started = Instant::now();
+        let response = self.authorize(request).send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            return Err(self.status_error(response).await);
+        }
+        let body = read_limited(response, max_body, self.options.timeout).await?;
+        Ok(RawReply { body, latency: started.elapsed() })
+    }
+
+    async fn status_error(&self, response: reqwest::Response) -> ApiError {
+        let http_status = response.status().as_u16();
+        let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let body = read_limited(response, MAX_ERROR_BODY, self.options.timeout).await.unwrap_or_default();
+        let status = parse_error_body(&body).unwrap_or_else(|| RpcStatus {
+            code: Some(i64::from(http_status)),
+            message: redact_text(&String::from_utf8_lossy(&body[..body.len().min(500)])),
+            ..RpcStatus::default()
+        });
+        ApiError::Status {
+            http_status,
+            status: RpcStatus { message: redact_text(&status.message), ..status },
+            retry_after,
+        }
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> ApiError {
+        classify_transport(error, self.options.timeout)
+    }
+}
+
+fn classify_transport(error: &reqwest::Error, timeout: Duration) -> ApiError {
+    let text = describe(error);
+    if error.is_connect() {
+        ApiError::Connect(text)
+    } else if error.is_timeout() {
+        ApiError::Timeout(timeout)
+    } else if error.is_builder() {
+        ApiError::Connect(text)
+    } else {
+        ApiError::ConnectionLost(text)
+    }
+}
+
+/// The error and its causes on one line, without the URL (which may carry `?key=`).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = String::new();
+    let mut current: Option<&dyn std::error::Error> = Some(error);
+    let mut first = true;
+    while let Some(e) = current {
+        let piece = if first {
+            // `without_url` needs ownership; render and strip the URL part instead.
+            strip_url(&e.to_string(), error.url().map(reqwest::Url::as_str))
+        } else {
+            e.to_string()
+        };
+        if !piece.is_empty() && !text.contains(&piece) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&piece);
+        }
+        first = false;
+        current = e.source();
+    }
+    redact_text(&text)
+}
+
+fn strip_url(message: &str, url: Option<&str>) -> String {
+    match url {
+        Some(url) => message.replace(&format!(" for url ({url})"), "").replace(url, "<url>"),
+        None => message.to_owned(),
+    }
+}
+
+/// Reads a body into one buffer, refusing more than `limit` bytes and giving up at `timeout`.
+async fn read_limited(mut response: reqwest::Response, limit: u64, timeout: Duration) -> Result<Bytes, ApiError> {
+    let declared =
+        response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let mut buf = Vec::with_capacity(declared.unwrap_or(64 << 10).min(limit) as usize);
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => return Err(ApiError::Timeout(timeout)),
+            Err(e) => return Err(ApiError::ConnectionLost(describe(&e))),
+        };
+        if buf.len() as u64 + chunk.len() as u64 > limit {
+            return Err(ApiError::BodyTooLarge { limit });
+        }
+        if buf.is_empty() && declared == Some(chunk.len() as u64) {
+            // The whole body in one frame: keep the buffer as it is.
+            return Ok(chunk);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if let Some(n) = declared
+        && buf.len() as u64 != n
+    {
+        return Err(ApiError::ConnectionLost(format!("body ended after {} of {n} bytes", buf.len())));
+    }
+    Ok(Bytes::from(buf))
+}
+
+impl ImageApi for HttpApi {
+    fn generate<'a>(&'a self, model: &'a str, body: Bytes) -> BoxFuture<'a, Result<RawReply, ApiError>> {
+        Box::pin(async move {
+            let url = self.url(&format!("models/{model}:generateContent"));
+            let request = self
+                .client
+                .post(url)
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .header("x-server-timeout", self.options.timeout.as_secs().max(1).to_string())
+                .body(body);
+            self.exchange(request, self.options.max_body).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_url;
+
+    #[test]
+    fn url_is_removed_from_messages() {
+        let m = "error sending request for url (http://h/x?key=SECRET)";
+        assert_eq!(strip_url(m, Some("http://h/x?key=SECRET")), "error sending request");
+    }
+}

@@ -1,0 +1,138 @@
+//! Secrets and their redaction.
+//!
+//! The API key lives in [`Secret`], whose `Debug` and `Display` print `[redacted]`; the only way
+//! to read it is [`Secret::expose`], which only `api::http` calls when it builds a request.
+//! [`redact_url`] and [`redact_text`] scrub `key=` query parameters (and any known key value)
+//! from text that may have come from an HTTP library, before it reaches a log, an error, a
+//! report, a sidecar or the journal.
+
+use std::fmt;
+use std::sync::{OnceLock, RwLock};
+
+/// A string that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        let secret = Secret(value.into());
+        remember(&secret.0);
+        secret
+    }
+
+    /// The only way to read the secret. Call it where the value goes on the wire, nowhere else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Every secret value this process has seen, so that [`redact_text`] can scrub them from any text
+/// (an error message that echoes a header, a panic payload) even when they are not in a `key=`
+/// parameter.
+fn known_secrets() -> &'static RwLock<Vec<String>> {
+    static KNOWN: OnceLock<RwLock<Vec<String>>> = OnceLock::new();
+    KNOWN.get_or_init(|| RwLock::new(Vec::new()))
+}
+
+fn remember(value: &str) {
+    // Very short values would redact ordinary words; a real key is 39 characters.
+    if value.len() < 8 {
+        return;
+    }
+    let mut known = known_secrets().write().unwrap_or_else(|e| e.into_inner());
+    if !known.iter().any(|k| k == value) {
+        known.push(value.to_owned());
+    }
+}
+
+/// Replaces the value of every `key=` query parameter in `url` with `[redacted]`.
+pub fn redact_url(url: &str) -> String {
+    redact_query_keys(url)
+}
+
+/// Scrubs `key=…` parameters and every known secret value from free text.
+pub fn redact_text(text: &str) -> String {
+    let mut out = redact_query_keys(text);
+    let known = known_secrets().read().unwrap_or_else(|e| e.into_inner());
+    for secret in known.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "[redacted]");
+        }
+    }
+    out
+}
+
+fn redact_query_keys(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = find_key_param(rest) {
+        let value_start = pos + "key=".len();
+        out.push_str(&rest[..value_start]);
+        out.push_str("[redacted]");
+        let value_len = rest[value_start..]
+            .find(|c: char| c == '&' || c == '#' || c == '"' || c == '\'' || c == ')' || c.is_whitespace())
+            .unwrap_or(rest.len() - value_start);
+        rest = &rest[value_start + value_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Position of a `key=` that starts a query parameter (after `?` or `&`), case-insensitive.
+fn find_key_param(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i + 4 <= bytes.len() {
+        if (bytes[i] == b'?' || bytes[i] == b'&')
+            && bytes.len() >= i + 5
+            && bytes[i + 1..i + 5].eq_ignore_ascii_case(b"key=")
+        {
+            return Some(i + 1);
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Secret, redact_text, redact_url};
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("AIzaSyTHIS-IS-A-TEST-KEY-0000000000000");
+        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+        assert_eq!(s.expose(), "AIzaSyTHIS-IS-A-TEST-KEY-0000000000000");
+    }
+
+    #[test]
+    fn key_query_parameters_are_redacted() {
+        assert_eq!(
+            redact_url("https://h/v1beta/models/m:generateContent?key=abc123&alt=sse"),
+            "https://h/v1beta/models/m:generateContent?key=[redacted]&alt=sse"
+        );
+        assert_eq!(
+            redact_url("error sending request for url (http://127.0.0.1:9/x?alt=1&KEY=zzz)"),
+            "error sending request for url (http://127.0.0.1:9/x?alt=1&KEY=[redacted])"
+        );
+        assert_eq!(redact_url("no query here: monkey=1"), "no query here: monkey=1");
+    }
+
+    #[test]
+    fn known_secret_values_are_scrubbed_anywhere() {
+        let _s = Secret::new("sk-known-secret-value-for-redaction-test");
+        assert_eq!(redact_text("header was sk-known-secret-value-for-redaction-test!"), "header was [redacted]!");
+    }
+}
