@@ -1,0 +1,147 @@
+//! One module per verb: glue between the command line and the library. Errors here carry the
+//! exit code; `anyhow` is not needed because every failure maps to a documented code.
+
+pub mod cancel;
+pub mod init;
+pub mod mock_server;
+pub mod models;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod status;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Cli, Command};
+use crate::exit_code;
+use crate::manifest::{self, Manifest};
+use crate::plan::Plan;
+use crate::ui::{Printer, Verbosity};
+
+/// A command's failure: what to print and the exit code.
+#[derive(Debug)]
+pub struct CommandError {
+    pub code: i32,
+    pub message: String,
+    pub hint: Option<String>,
+    /// Already printed (diagnostics): print nothing more.
+    pub printed: bool,
+}
+
+impl CommandError {
+    pub fn new(code: i32, message: impl Into<String>) -> CommandError {
+        CommandError { code, message: message.into(), hint: None, printed: false }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> CommandError {
+        CommandError::new(exit_code::INVALID_INPUT, message)
+    }
+
+    pub fn fatal(message: impl Into<String>) -> CommandError {
+        CommandError::new(exit_code::FATAL, message)
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> CommandError {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    fn printed(code: i32) -> CommandError {
+        CommandError { code, message: String::new(), hint: None, printed: true }
+    }
+}
+
+pub type CommandResult = Result<i32, CommandError>;
+
+/// Runs a parsed command line; returns the exit code.
+pub fn dispatch(cli: Cli) -> i32 {
+    let verbosity = if cli.global.quiet {
+        Verbosity::Quiet
+    } else if cli.global.verbose > 0 {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    let printer = Printer::new(verbosity);
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(&printer, &args),
+        Command::Plan(args) => plan::run(&printer, &args),
+        Command::Run(args) => run::run(&printer, *args),
+        Command::Status(args) => status::run(&printer, &args),
+        Command::Report(args) => report::run(&printer, &args),
+        Command::Models(args) => models::run(&printer, &args),
+        Command::MockServer(args) => mock_server::run(&printer, &args),
+        Command::Init(args) => init::run(&printer, &args),
+        Command::Cancel(args) => cancel::run(&printer, &args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if !e.printed {
+                printer.error(&crate::redact::redact_text(&e.message));
+                if let Some(hint) = &e.hint {
+                    printer.hint(hint);
+                }
+            }
+            e.code
+        }
+    }
+}
+
+/// Loads and plans a manifest; prints every problem and returns exit code 3 on failure.
+pub fn load_and_plan(printer: &Printer, path: &Path) -> Result<(Manifest, Plan), CommandError> {
+    let manifest = match manifest::load(path) {
+        Ok(m) => m,
+        Err(diagnostics) => {
+            printer.diagnostics(&diagnostics.to_string());
+            return Err(CommandError::printed(exit_code::INVALID_INPUT));
+        }
+    };
+    for warning in manifest.warnings.warnings() {
+        printer.diagnostics(&warning.to_string());
+    }
+    match crate::plan::expand(&manifest) {
+        Ok(plan) => Ok((manifest, plan)),
+        Err(diagnostics) => {
+            printer.diagnostics(&diagnostics.to_string());
+            Err(CommandError::printed(exit_code::INVALID_INPUT))
+        }
+    }
+}
+
+/// `-o`, else the manifest's `output_dir`, else `out/<name>`.
+pub fn output_dir(manifest: &Manifest, flag: Option<&Path>) -> PathBuf {
+    if let Some(dir) = flag {
+        return dir.to_path_buf();
+    }
+    if let Some(dir) = &manifest.output_dir {
+        return dir.clone();
+    }
+    PathBuf::from("out").join(crate::manifest::template::slug(&manifest.name))
+}
+
+/// The command to run to continue.
+pub fn resume_command(manifest: &Path, dir: &Path) -> String {
+    format!(
+        "nanobatch run {} -o {}",
+        shell_quote(&manifest.display().to_string()),
+        shell_quote(&dir.display().to_string())
+    )
+}
+
+pub fn shell_quote(text: &str) -> String {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@=+,".contains(c)) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// A tokio runtime for commands that need one.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::fatal(format!("cannot start the async runtime: {e}")))
+}

@@ -1,0 +1,64 @@
+//! `nanobatch report DIR`: regenerate report.json and report.html from the journal (works for a
+//! run in progress too: the journal is only read).
+
+use std::path::Path;
+
+use super::{CommandError, CommandResult};
+use crate::checkpoint::RunDir;
+use crate::checkpoint::journal;
+use crate::checkpoint::snapshot::PlanSnapshot;
+use crate::cli::ReportArgs;
+use crate::exit_code;
+use crate::ui::Printer;
+
+pub fn run(printer: &Printer, args: &ReportArgs) -> CommandResult {
+    let run_dir = RunDir::new(&args.dir);
+    if !run_dir.plan().exists() {
+        return Err(CommandError::invalid(format!(
+            "{} holds no nanobatch run (no .nanobatch/plan.jsonl)",
+            args.dir.display()
+        )));
+    }
+    let paths = write_reports(printer, &args.dir, None, true).map_err(CommandError::fatal)?;
+    if args.json {
+        let text = std::fs::read_to_string(run_dir.report_json()).map_err(|e| CommandError::fatal(e.to_string()))?;
+        printer.data(&text);
+    }
+    let shown: Vec<&String> =
+        if args.html { paths.iter().filter(|p| p.ends_with(".html")).collect() } else { paths.iter().collect() };
+    for p in shown {
+        printer.note(&format!("wrote {p}"));
+    }
+    Ok(exit_code::OK)
+}
+
+/// Builds the report from the plan snapshot and the journal and writes it; returns the paths.
+pub fn write_reports(
+    printer: &Printer,
+    dir: &Path,
+    snapshot: Option<&PlanSnapshot>,
+    html: bool,
+) -> Result<Vec<String>, String> {
+    let run_dir = RunDir::new(dir);
+    let loaded;
+    let snapshot = match snapshot {
+        Some(s) => s,
+        None => {
+            loaded = PlanSnapshot::read(&run_dir.plan())?;
+            &loaded
+        }
+    };
+    let contents = journal::read(&run_dir.journal()).map_err(|e| e.to_string())?.unwrap_or_default();
+    for note in &contents.notes {
+        printer.verbose(note);
+    }
+    let report = crate::report::build::build(snapshot, &contents.records, &dir.display().to_string());
+    let mut paths = Vec::new();
+    crate::report::write_json(&report, &run_dir.report_json()).map_err(|e| e.to_string())?;
+    paths.push(run_dir.report_json().display().to_string());
+    if html {
+        crate::report::html::write(&report, snapshot, dir).map_err(|e| e.to_string())?;
+        paths.push(run_dir.report_html().display().to_string());
+    }
+    Ok(paths)
+}

@@ -1,0 +1,455 @@
+//! `nanobatch run MANIFEST`: validate, plan, resume from the journal, execute, report.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::plan::{assess, print_plan};
+use super::{CommandError, CommandResult, load_and_plan, output_dir, resume_command};
+use crate::api::ImageApi;
+use crate::api::http::{AuthMode, Endpoint, HttpApi, HttpOptions};
+use crate::catalog::Tier;
+use crate::checkpoint::RunDir;
+use crate::checkpoint::journal::{self, JournalWriter};
+use crate::checkpoint::lock::{RunLock, hostname};
+use crate::checkpoint::records::{Record, RunRecord, TaskRecord, now};
+use crate::checkpoint::resume::{Decision, JournalState, strip_extension};
+use crate::checkpoint::snapshot::PlanSnapshot;
+use crate::checkpoint::store::OutputStore;
+use crate::cli::{Mode, RunArgs};
+use crate::exec::cancel::Cancel;
+use crate::exec::events::{EventSink, NullSink};
+use crate::exec::unit::UnitContext;
+use crate::exec::{DEFAULT_TIMEOUT, ExecError, ExecOptions, RunOutcome, StopReason};
+use crate::manifest::Manifest;
+use crate::manifest::model::Rate;
+use crate::mock::{MockConfig, MockServer};
+use crate::plan::Plan;
+use crate::redact::Secret;
+use crate::ui::progress::{JsonSink, PlainSink, TerminalSink};
+use crate::ui::{Printer, Verbosity, duration, thousands};
+use crate::{env_vars, exit_code, fsutil};
+
+/// Concurrency when neither `-j` nor `limits.concurrency` says.
+pub const DEFAULT_JOBS: usize = 8;
+
+pub fn run(printer: &Printer, args: RunArgs) -> CommandResult {
+    let (manifest, plan) = load_and_plan(printer, &args.manifest)?;
+    let dir = output_dir(&manifest, args.output.as_deref());
+    let options = exec_options(&args, &manifest)?;
+    if args.dry_run {
+        let assessed = assess(&manifest, &plan, &dir, args.retry_failed)?;
+        print_plan(printer, &manifest, &plan, &dir, &assessed, args.json, false, args.mode);
+        return Ok(exit_code::OK);
+    }
+    if args.mode != Mode::Interactive {
+        return crate::commands::cancel::run_batch_mode(printer, args, manifest, plan, dir, options);
+    }
+    let runtime = super::runtime()?;
+    runtime.block_on(run_interactive(printer, &args, manifest, plan, dir, options))
+}
+
+/// Flags and manifest limits → executor options.
+pub fn exec_options(args: &RunArgs, manifest: &Manifest) -> Result<ExecOptions, CommandError> {
+    let jobs = args.jobs.or(manifest.limits.concurrency.map(|c| c as usize)).unwrap_or(DEFAULT_JOBS);
+    if jobs == 0 {
+        return Err(CommandError::invalid("-j must be at least 1"));
+    }
+    let mut rates: BTreeMap<String, Rate> = manifest.limits.rates.clone();
+    for (flag, list) in [("--rpm", &args.rpm), ("--ipm", &args.ipm)] {
+        for item in list {
+            let (model, n) = item.split_once('=').ok_or_else(|| {
+                CommandError::invalid(format!(
+                    "{flag} {item}: write MODEL=N, e.g. {flag} gemini-3.1-flash-image-preview=60"
+                ))
+            })?;
+            let n: u32 =
+                n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    CommandError::invalid(format!("{flag} {item}: N must be a positive whole number"))
+                })?;
+            if manifest.catalog.model(model).is_none() {
+                return Err(CommandError::invalid(format!("{flag} {item}: unknown model `{model}`")));
+            }
+            let rate = rates.entry(model.to_owned()).or_default();
+            if flag == "--rpm" {
+                rate.rpm = Some(n);
+            } else {
+                rate.ipm = Some(n);
+            }
+        }
+    }
+    let max_cost = match args.max_cost {
+        Some(v) if !(v.is_finite() && v > 0.0) => {
+            return Err(CommandError::invalid("--max-cost must be a positive number of dollars"));
+        }
+        Some(v) => Some(crate::catalog::Usd::from_dollars(v)),
+        None => manifest.limits.max_cost,
+    };
+    Ok(ExecOptions {
+        jobs,
+        rates,
+        retry: manifest.retry.clone(),
+        max_cost,
+        fail_fast: args.fail_fast,
+        wait_for_quota: args.wait_for_quota,
+        strict: args.strict,
+        tier: Tier::Interactive,
+    })
+}
+
+/// The endpoint to talk to, the key, and the emulator when `--mock` started one.
+pub async fn connect(
+    printer: &Printer,
+    args: &RunArgs,
+    manifest: &Manifest,
+) -> Result<(HttpApi, Option<MockServer>), CommandError> {
+    let mock = if args.mock {
+        let config = MockConfig { catalog: manifest.catalog.clone(), ..MockConfig::default() };
+        let server = MockServer::start(config, 0)
+            .await
+            .map_err(|e| CommandError::fatal(format!("cannot start the built-in emulator: {e}")))?;
+        printer.note(&format!("using the built-in emulator at {} (no API key, nothing is billed)", server.url()));
+        Some(server)
+    } else {
+        None
+    };
+    let base_url = match &mock {
+        Some(server) => server.url(),
+        None => args
+            .base_url
+            .clone()
+            .or_else(|| manifest.endpoint.base_url.clone())
+            .unwrap_or_else(|| "https://generativelanguage.googleapis.com".to_owned()),
+    };
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(CommandError::invalid(format!("base URL `{base_url}` must start with https:// or http://")));
+    }
+    let key = if mock.is_some() { Some(Secret::new("mock-key-not-secret")) } else { api_key(printer)? };
+    if key.is_none() {
+        return Err(CommandError::invalid("no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY)").with_hint(format!(
+            "to try the pipeline without a key: nanobatch run {} --mock",
+            args.manifest.display()
+        )));
+    }
+    let endpoint = Endpoint {
+        base_url,
+        api_version: manifest.endpoint.api_version.clone().unwrap_or_else(|| "v1beta".to_owned()),
+        auth: manifest.endpoint.auth.unwrap_or(AuthMode::Header),
+        key,
+    };
+    let options = HttpOptions {
+        timeout: args.timeout.or(manifest.endpoint.timeout).unwrap_or(DEFAULT_TIMEOUT),
+        ..HttpOptions::default()
+    };
+    let api = HttpApi::new(endpoint, options).map_err(|e| CommandError::fatal(e.to_string()))?;
+    Ok((api, mock))
+}
+
+/// `GOOGLE_API_KEY` wins when both are set (as in Google's SDKs); a difference is worth a warning.
+fn api_key(printer: &Printer) -> Result<Option<Secret>, CommandError> {
+    let google = env_vars::get(env_vars::GOOGLE_API_KEY);
+    let gemini = env_vars::get(env_vars::GEMINI_API_KEY);
+    if let (Some(g), Some(m)) = (&google, &gemini)
+        && g != m
+    {
+        printer.warn(
+            "GOOGLE_API_KEY and GEMINI_API_KEY are both set and differ; using GOOGLE_API_KEY (as Google's SDKs do)",
+        );
+    }
+    Ok(google.or(gemini).map(|k| Secret::new(k.trim())))
+}
+
+/// The state a run starts from: lock held, journal read, decisions made, renamed outputs moved.
+pub struct Prepared {
+    pub lock: RunLock,
+    pub store: Arc<OutputStore>,
+    pub state: JournalState,
+    pub decisions: Vec<Decision>,
+    pub journal: JournalWriter,
+    pub snapshot: PlanSnapshot,
+}
+
+pub fn prepare(
+    printer: &Printer,
+    args: &RunArgs,
+    manifest: &Manifest,
+    plan: &Plan,
+    dir: &Path,
+    mode: &str,
+) -> Result<Prepared, CommandError> {
+    let run_dir = RunDir::new(dir);
+    fsutil::create_dir_all(&run_dir.state()).map_err(fs_fatal)?;
+    let lock = RunLock::acquire(&run_dir.state(), args.break_lock).map_err(|e| CommandError::fatal(e.to_string()))?;
+    if let Some(old) = &lock.took_over {
+        printer.note(&format!(
+            "a previous run ({old}) ended without releasing {}; continuing from its journal",
+            lock.path().display()
+        ));
+    }
+    if args.fresh {
+        start_over(printer, &run_dir, args.yes)?;
+    }
+    let contents = journal::read(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?;
+    let (mut state, notes) = match contents {
+        Some(c) => (JournalState::from_records(&c.records), c.notes),
+        None => (JournalState::default(), Vec::new()),
+    };
+    for note in notes {
+        printer.note(&note);
+    }
+    let store = Arc::new(OutputStore::open(dir).map_err(fs_fatal)?);
+    let mut decisions = super::plan::decide_all(manifest, plan, &state, dir, args.retry_failed);
+    let snapshot = PlanSnapshot::build(manifest, plan);
+    snapshot.write(&run_dir.plan()).map_err(fs_fatal)?;
+    let mut journal = JournalWriter::open(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?;
+    journal.append(&Record::Run(RunRecord {
+        at: now(),
+        pid: std::process::id(),
+        host: hostname(),
+        manifest: manifest.file.display().to_string(),
+        manifest_sha256: manifest.hash.clone(),
+        tasks: plan.tasks.len() as u64,
+        mode: mode.to_owned(),
+    }));
+    relocate_renamed(printer, plan, &store, &mut state, &mut decisions, &mut journal)?;
+    journal.commit().map_err(|e| CommandError::fatal(format!("cannot write the journal: {e}")))?;
+    Ok(Prepared { lock, store, state, decisions, journal, snapshot })
+}
+
+/// Outputs of done tasks whose names changed in the manifest are moved, not requested again.
+fn relocate_renamed(
+    printer: &Printer,
+    plan: &Plan,
+    store: &OutputStore,
+    state: &mut JournalState,
+    decisions: &mut [Decision],
+    journal: &mut JournalWriter,
+) -> Result<(), CommandError> {
+    let mut moved = 0;
+    for (i, decision) in decisions.iter_mut().enumerate() {
+        let Decision::Done { record, relocate: true } = decision else { continue };
+        let task = &plan.tasks[i];
+        let Some(old) = state.latest.get(record).cloned() else { continue };
+        let mut new = TaskRecord { id: task.id.to_string(), parts: task.parts.to_hex(), at: now(), ..old.clone() };
+        for output in &mut new.outputs {
+            let ext = output.path.rsplit('.').next().unwrap_or("png").to_owned();
+            let image_to = format!("{}.{ext}", task.output);
+            let sidecar_to = format!("{}.json", task.output);
+            let from_image = store.resolve(&output.path);
+            let target = store.prepare(&image_to).map_err(|e| CommandError::fatal(e.to_string()))?;
+            std::fs::rename(&from_image, &target)
+                .map_err(|e| CommandError::fatal(format!("cannot move {}: {e}", from_image.display())))?;
+            let _ = std::fs::rename(store.resolve(&output.sidecar), store.resolve(&sidecar_to));
+            if let Ok(meta) = std::fs::metadata(&target) {
+                output.mtime_ns = crate::checkpoint::store::mtime_ns(&meta);
+            }
+            output.path = image_to;
+            output.sidecar = sidecar_to;
+        }
+        let _ = strip_extension;
+        journal.append(&Record::Task(new.clone()));
+        state.latest.insert(new.id.clone(), new);
+        *decision = Decision::Done { record: task.id.to_string(), relocate: false };
+        moved += 1;
+    }
+    if moved > 0 {
+        printer.note(&format!("moved the outputs of {moved} done tasks to their new names (no request sent)"));
+    }
+    Ok(())
+}
+
+/// `--fresh`: delete this directory's state and the outputs its journal recorded, after asking.
+fn start_over(printer: &Printer, run_dir: &RunDir, yes: bool) -> Result<(), CommandError> {
+    let contents = journal::read(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?;
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(c) = &contents {
+        for r in &c.records {
+            if let Record::Task(t) = r {
+                for o in &t.outputs {
+                    files.push(run_dir.root.join(&o.path));
+                    files.push(run_dir.root.join(&o.sidecar));
+                }
+            }
+        }
+    }
+    files.retain(|f| f.exists());
+    files.sort();
+    files.dedup();
+    let has_state = run_dir.journal().exists() || run_dir.plan().exists();
+    if files.is_empty() && !has_state {
+        return Ok(());
+    }
+    let question = format!(
+        "--fresh deletes the state of {} and the {} images and sidecars its runs wrote. Continue? [y/N] ",
+        run_dir.root.display(),
+        thousands(files.len() as u64 / 2)
+    );
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(CommandError::invalid(
+                "--fresh would delete files; add --yes to confirm when not running interactively",
+            ));
+        }
+        if !crate::ui::confirm(printer, &question) {
+            return Err(CommandError::invalid("nothing deleted"));
+        }
+    }
+    for f in &files {
+        let _ = fsutil::remove_file(f);
+    }
+    for state_file in [run_dir.journal(), run_dir.plan(), run_dir.report_json(), run_dir.report_html()] {
+        let _ = fsutil::remove_file(&state_file);
+    }
+    for sub in ["turns", "thumbs", "batches"] {
+        let _ = fsutil::remove_dir_all(&run_dir.state().join(sub));
+    }
+    printer.note(&format!("deleted {} files; starting over", files.len()));
+    Ok(())
+}
+
+fn fs_fatal(e: fsutil::FsError) -> CommandError {
+    let disk_full = e.is_disk_full();
+    let err = CommandError::fatal(e.to_string());
+    if disk_full { err.with_hint("free some space, then run the same command again to resume") } else { err }
+}
+
+pub fn make_sink(printer: &Printer, json: bool) -> Box<dyn EventSink> {
+    if json {
+        Box::new(JsonSink::new(*printer))
+    } else if printer.verbosity == Verbosity::Quiet {
+        Box::new(NullSink)
+    } else if printer.stderr_is_terminal {
+        Box::new(TerminalSink::new(printer.verbosity == Verbosity::Verbose))
+    } else {
+        Box::new(PlainSink::new(*printer, Duration::from_secs(10)))
+    }
+}
+
+async fn run_interactive(
+    printer: &Printer,
+    args: &RunArgs,
+    manifest: Manifest,
+    plan: Plan,
+    dir: PathBuf,
+    options: ExecOptions,
+) -> CommandResult {
+    let (api, mock) = connect(printer, args, &manifest).await?;
+    let prepared = prepare(printer, args, &manifest, &plan, &dir, "interactive")?;
+    let Prepared { lock, store, state, decisions, journal, snapshot } = prepared;
+    let keep_turn = plan.has_conversation_successor();
+    let ctx = Arc::new(UnitContext {
+        manifest: Arc::new(manifest),
+        plan: Arc::new(plan),
+        api: Arc::new(api) as Arc<dyn ImageApi>,
+        store,
+        tier: Tier::Interactive,
+        strict: options.strict,
+        keep_turn,
+    });
+    let cancel = Cancel::new();
+    let listener = {
+        let p = *printer;
+        cancel.listen(move || {
+            p.note(
+                "stopping: no new requests; waiting for those in flight (they may be billed). Ctrl-C again to abort.",
+            )
+        })
+    };
+    let mut sink = make_sink(printer, args.json);
+    let result = crate::exec::execute(ctx.clone(), options, &decisions, &state, journal, sink.as_mut(), cancel).await;
+    listener.abort();
+    drop(sink);
+    let manifest_path = ctx.manifest.file.clone();
+    let code = finish(printer, args, &ctx.manifest, &dir, &snapshot, &decisions, result);
+    drop(lock);
+    if let Some(server) = mock {
+        server.stop().await;
+    }
+    let _ = manifest_path;
+    code
+}
+
+/// Writes the reports, prints the summary, and picks the exit code.
+pub fn finish(
+    printer: &Printer,
+    args: &RunArgs,
+    manifest: &Manifest,
+    dir: &Path,
+    snapshot: &PlanSnapshot,
+    decisions: &[Decision],
+    result: Result<RunOutcome, ExecError>,
+) -> CommandResult {
+    let resume = resume_command(&args.manifest, dir);
+    let report = crate::commands::report::write_reports(printer, dir, Some(snapshot), !args.no_html);
+    let outcome = match result {
+        Ok(o) => o,
+        Err(ExecError::Aborted) => {
+            printer.error("aborted; requests in flight were abandoned (they may have been billed)");
+            printer.hint(&format!("resume with: {resume}"));
+            return Ok(exit_code::INTERRUPTED);
+        }
+        Err(e) => {
+            return Err(
+                CommandError::fatal(e.to_string()).with_hint(format!("after fixing this, resume with: {resume}"))
+            );
+        }
+    };
+    let p = &outcome.progress;
+    let previously_failed = decisions.iter().filter(|d| matches!(d, Decision::Failed { .. })).count() as u64;
+    let pending = p.to_run.saturating_sub(p.finished());
+    printer.note(&format!(
+        "{}: {} succeeded, {} failed, {} without image, {} skipped, {} pending in {}",
+        manifest.name,
+        thousands(p.succeeded),
+        thousands(p.failed),
+        thousands(p.no_image),
+        thousands(p.skipped),
+        thousands(pending),
+        duration(p.elapsed)
+    ));
+    let mut money = format!("spent {} this run", p.spent_usd);
+    if !p.possibly_billed_usd.is_zero() {
+        money.push_str(&format!(
+            " + {} possibly billed ({} attempts with unknown outcome)",
+            p.possibly_billed_usd, p.possibly_billed_attempts
+        ));
+    }
+    printer.note(&money);
+    if previously_failed > 0 {
+        printer
+            .note(&format!("{previously_failed} tasks failed in an earlier run; add --retry-failed to try them again"));
+    }
+    printer.note(&format!("images in {}", dir.display()));
+    if let Ok(paths) = &report {
+        printer.note(&format!("report: {}", paths.join(", ")));
+    }
+    if let Err(e) = &report {
+        printer.warn(&format!("the report could not be written: {e}"));
+    }
+    let failures = p.failed + p.no_image + p.skipped + previously_failed;
+    let code = match &outcome.stop {
+        Some(StopReason::Interrupted) => {
+            printer.hint(&format!("resume with: {resume}"));
+            exit_code::INTERRUPTED
+        }
+        Some(reason @ (StopReason::Budget { .. } | StopReason::DailyQuota { .. })) => {
+            printer.error(&format!("stopped: {reason}"));
+            printer.hint(&format!("resume with: {resume}"));
+            exit_code::STOPPED_BY_GUARD
+        }
+        Some(StopReason::Fatal(message)) => {
+            printer.error(message);
+            printer.hint(&format!("after fixing this, resume with: {resume}"));
+            exit_code::FATAL
+        }
+        Some(StopReason::FailFast { id }) => {
+            printer.error(&format!("stopped after task `{id}` failed (--fail-fast)"));
+            exit_code::TASKS_FAILED
+        }
+        None if failures > 0 => exit_code::TASKS_FAILED,
+        None => exit_code::OK,
+    };
+    Ok(code)
+}

@@ -1,0 +1,135 @@
+//! `nanobatch status DIR`: where a run stands, from its journal and plan snapshot alone.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{CommandError, CommandResult, shell_quote};
+use crate::catalog::Usd;
+use crate::checkpoint::RunDir;
+use crate::checkpoint::journal;
+use crate::checkpoint::resume::JournalState;
+use crate::checkpoint::snapshot::PlanSnapshot;
+use crate::cli::StatusArgs;
+use crate::exit_code;
+use crate::report::build::outcomes;
+use crate::ui::{Printer, thousands};
+
+#[derive(Serialize)]
+struct StatusJson {
+    name: String,
+    manifest: String,
+    tasks: u64,
+    succeeded: u64,
+    failed: u64,
+    no_image: u64,
+    skipped: u64,
+    pending: u64,
+    failed_by_class: BTreeMap<String, u64>,
+    possibly_billed_attempts: u64,
+    spent_usd: Usd,
+    possibly_billed_usd: Usd,
+    remaining_estimate_usd: Usd,
+    last_run: Option<String>,
+    open_batches: Vec<String>,
+    next: Option<String>,
+}
+
+pub fn run(printer: &Printer, args: &StatusArgs) -> CommandResult {
+    let run_dir = RunDir::new(&args.dir);
+    if !run_dir.exists() {
+        return Err(CommandError::invalid(format!("{} holds no nanobatch run", args.dir.display())));
+    }
+    let snapshot = PlanSnapshot::read(&run_dir.plan()).map_err(CommandError::fatal)?;
+    let contents =
+        journal::read(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?.unwrap_or_default();
+    let state = JournalState::from_records(&contents.records);
+    let outcomes = outcomes(&snapshot, &contents.records);
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_class: BTreeMap<String, u64> = BTreeMap::new();
+    let mut remaining = Usd::ZERO;
+    for (task, o) in snapshot.tasks.iter().zip(&outcomes) {
+        *counts.entry(o.status).or_default() += 1;
+        if let Some(e) = o.record.and_then(|r| r.error.as_ref()) {
+            *by_class.entry(e.class.clone()).or_default() += 1;
+        }
+        if o.status == "pending" {
+            remaining += task.est_usd;
+        }
+    }
+    let get = |k: &str| counts.get(k).copied().unwrap_or(0);
+    let pending = get("pending");
+    let failed = get("failed") + get("no_image") + get("skipped");
+    let next = if pending > 0 {
+        Some(format!(
+            "nanobatch run {} -o {}",
+            shell_quote(&snapshot.header.manifest),
+            shell_quote(&args.dir.display().to_string())
+        ))
+    } else if failed > 0 {
+        Some(format!(
+            "nanobatch run {} -o {} --retry-failed",
+            shell_quote(&snapshot.header.manifest),
+            shell_quote(&args.dir.display().to_string())
+        ))
+    } else {
+        None
+    };
+    let last_run = state.last_end.as_ref().map(|e| format!("{} at {}", e.status, e.at));
+    let open_batches: Vec<String> =
+        state.open_batches().iter().map(|b| format!("{} ({} tasks, {})", b.name, b.ids.len(), b.model)).collect();
+    if args.json {
+        let out = StatusJson {
+            name: snapshot.header.name.clone(),
+            manifest: snapshot.header.manifest.clone(),
+            tasks: snapshot.tasks.len() as u64,
+            succeeded: get("succeeded"),
+            failed: get("failed"),
+            no_image: get("no_image"),
+            skipped: get("skipped"),
+            pending,
+            failed_by_class: by_class,
+            possibly_billed_attempts: state.possibly_billed_attempts,
+            spent_usd: state.spent,
+            possibly_billed_usd: state.possibly_billed,
+            remaining_estimate_usd: remaining,
+            last_run,
+            open_batches,
+            next,
+        };
+        printer.data(&serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(exit_code::OK);
+    }
+    let mut text = format!("{} ({})\n", printer.bold(&snapshot.header.name), args.dir.display());
+    text.push_str(&format!(
+        "  {} tasks: {} done · {} failed · {} without image · {} skipped · {} pending\n",
+        thousands(snapshot.tasks.len() as u64),
+        thousands(get("succeeded")),
+        thousands(get("failed")),
+        thousands(get("no_image")),
+        thousands(get("skipped")),
+        thousands(pending)
+    ));
+    if !by_class.is_empty() {
+        let classes: Vec<String> = by_class.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        text.push_str(&format!("  failures by class: {}\n", classes.join(" · ")));
+    }
+    text.push_str(&format!(
+        "  spent {} · possibly billed {} ({} attempts with unknown outcome) · still to run ≈ {}\n",
+        state.spent, state.possibly_billed, state.possibly_billed_attempts, remaining
+    ));
+    if let Some(l) = &last_run {
+        text.push_str(&format!("  last run: {l}\n"));
+    }
+    for b in &open_batches {
+        text.push_str(&format!("  server-side batch job running: {b}\n"));
+    }
+    for note in &contents.notes {
+        text.push_str(&format!("  note: {note}\n"));
+    }
+    if let Some(n) = &next {
+        text.push_str(&format!("  next: {n}\n"));
+    }
+    printer.data(&text);
+    Ok(exit_code::OK)
+}

@@ -1,0 +1,911 @@
+//! The dispatcher: the single owner of run state and the single writer of the journal.
+//!
+//! It keeps a ready queue per model over the DAG, admits requests through each model's gate
+//! (rate limit, cooldown, adaptive concurrency) and the budget, spawns units into a tracked
+//! `JoinSet` (at most `-j` in flight), schedules retries on timers, and turns every unit result
+//! into journal records (committed before anything depends on them), events and state changes.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::cancel::Cancel;
+use super::events::{Event, EventSink, Progress};
+use super::limits::{Blocked, ModelGate};
+use super::request::{ImageFile, PastTurn, UserTurn};
+use super::retry::{FailureClass, RATE_LIMIT_ATTEMPTS, backoff};
+use super::unit::{self, UnitContext, UnitInput, UnitResult};
+use super::{ExecError, ExecOptions, RunOutcome, StopReason};
+use crate::catalog::{TokenCounts, Usd};
+use crate::checkpoint::journal::JournalWriter;
+use crate::checkpoint::records::{
+    AttemptRecord, EndRecord, ErrorRecord, OutputRecord, Record, TaskRecord, TaskStatus, now,
+};
+use crate::checkpoint::resume::{Decision, JournalState};
+use crate::plan::{TaskIndex, TaskView};
+use crate::redact::redact_text;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for this many dependencies.
+    Pending(u32),
+    Ready,
+    Running,
+    /// Waiting for a retry timer.
+    Waiting,
+    Done,
+    Failed,
+    NoImage,
+    Skipped,
+}
+
+impl State {
+    fn terminal_failure(self) -> bool {
+        matches!(self, State::Failed | State::NoImage | State::Skipped)
+    }
+}
+
+/// Where a finished task's outputs are, for the tasks that use them.
+#[derive(Debug, Clone)]
+struct Finished {
+    image: PathBuf,
+    mime: String,
+    turn: Option<PathBuf>,
+}
+
+type UnitDone = (TaskIndex, u32, UnitResult, Duration);
+
+pub(super) struct Dispatcher<'s> {
+    ctx: Arc<UnitContext>,
+    options: ExecOptions,
+    sink: &'s mut dyn EventSink,
+    journal: JournalWriter,
+    cancel: Cancel,
+    states: Vec<State>,
+    dependents: Vec<Vec<TaskIndex>>,
+    finished: Vec<Option<Finished>>,
+    /// Attempts counted against the retry policy (429s are counted apart).
+    attempts: Vec<u32>,
+    rate_attempts: Vec<u32>,
+    slot_of: Vec<usize>,
+    slot_models: Vec<String>,
+    gates: Vec<ModelGate>,
+    ready: Vec<VecDeque<TaskIndex>>,
+    next_slot: usize,
+    timers: BinaryHeap<Reverse<(Instant, TaskIndex)>>,
+    gate_wake: Option<Instant>,
+    inflight: JoinSet<UnitDone>,
+    reserved: HashMap<TaskIndex, Usd>,
+    reserved_total: Usd,
+    /// Spent and possibly billed before this run (from the journal).
+    prior_committed: Usd,
+    progress: Progress,
+    job_names: Vec<String>,
+    stop: Option<StopReason>,
+    rng: StdRng,
+    started: Instant,
+}
+
+impl<'s> Dispatcher<'s> {
+    pub(super) fn new(
+        ctx: Arc<UnitContext>,
+        options: ExecOptions,
+        decisions: &[Decision],
+        journal_state: &JournalState,
+        journal: JournalWriter,
+        sink: &'s mut dyn EventSink,
+        cancel: Cancel,
+    ) -> Dispatcher<'s> {
+        let plan = ctx.plan.clone();
+        let n = plan.tasks.len();
+        let mut slot_index: HashMap<String, usize> = HashMap::new();
+        let mut slot_models = Vec::new();
+        let mut slot_of = Vec::with_capacity(n);
+        for task in &plan.tasks {
+            let model = TaskView::new(&ctx.manifest, task).model.id.clone();
+            let next = slot_index.len();
+            let slot = *slot_index.entry(model.clone()).or_insert_with(|| {
+                slot_models.push(model);
+                next
+            });
+            slot_of.push(slot);
+        }
+        let gates =
+            slot_models.iter().map(|m| ModelGate::new(options.rates.get(m).copied(), options.jobs.max(1))).collect();
+        let job_names: Vec<String> = ctx.manifest.jobs.iter().map(|j| j.name.clone()).collect();
+        let mut d = Dispatcher {
+            ctx,
+            sink,
+            journal,
+            cancel,
+            states: vec![State::Pending(0); n],
+            dependents: plan.dependents(),
+            finished: vec![None; n],
+            attempts: vec![0; n],
+            rate_attempts: vec![0; n],
+            slot_of,
+            ready: vec![VecDeque::new(); slot_models.len()],
+            slot_models,
+            gates,
+            next_slot: 0,
+            timers: BinaryHeap::new(),
+            gate_wake: None,
+            inflight: JoinSet::new(),
+            reserved: HashMap::new(),
+            reserved_total: Usd::ZERO,
+            prior_committed: journal_state.spent + journal_state.possibly_billed,
+            progress: Progress { total: n as u64, ..Progress::default() },
+            job_names,
+            stop: None,
+            rng: StdRng::seed_from_u64(0x6e62_u64 ^ n as u64),
+            started: Instant::now(),
+            options,
+        };
+        d.initialise(decisions, journal_state);
+        d
+    }
+
+    fn initialise(&mut self, decisions: &[Decision], journal_state: &JournalState) {
+        let plan = self.ctx.plan.clone();
+        let root = self.ctx.store.root().to_path_buf();
+        let mut job_totals = vec![0u64; self.job_names.len()];
+        for (i, task) in plan.tasks.iter().enumerate() {
+            match &decisions[i] {
+                Decision::Done { record, .. } => {
+                    self.states[i] = State::Done;
+                    if let Some(r) = journal_state.latest.get(record)
+                        && let Some(o) = r.outputs.first()
+                    {
+                        self.finished[i] = Some(Finished {
+                            image: root.join(&o.path),
+                            mime: o.mime.clone(),
+                            turn: r.turn.as_ref().map(|t| root.join(t)),
+                        });
+                    }
+                }
+                Decision::Failed { record } => {
+                    let status = journal_state.latest.get(record).map(|r| r.status);
+                    self.states[i] = if status == Some(TaskStatus::NoImage) { State::NoImage } else { State::Failed };
+                }
+                Decision::Run(_) => {
+                    self.progress.to_run += 1;
+                    job_totals[task.job as usize] += 1;
+                    self.attempts[i] =
+                        journal_state.open_attempts.get(&task.fingerprint.to_hex()).copied().unwrap_or(0);
+                    let mut waiting = 0;
+                    let mut blocked_by = None;
+                    for dep in task.deps() {
+                        match self.states[dep as usize] {
+                            State::Done => {}
+                            s if s.terminal_failure() => blocked_by = Some(dep),
+                            _ => waiting += 1,
+                        }
+                    }
+                    if let Some(dep) = blocked_by {
+                        self.states[i] = State::Skipped;
+                        self.progress.skipped += 1;
+                        let _ = dep;
+                    } else if waiting == 0 {
+                        self.make_ready(i as TaskIndex, false);
+                    } else {
+                        self.states[i] = State::Pending(waiting);
+                    }
+                }
+            }
+        }
+        // A finished conversation step whose turn file is gone cannot be continued: run it again.
+        for i in 0..plan.tasks.len() {
+            if self.states[i] == State::Done
+                && self.ctx.keep_turn[i]
+                && self.finished[i].as_ref().is_none_or(|f| f.turn.as_ref().is_none_or(|t| !t.exists()))
+                && self.dependents[i].iter().any(|d| !matches!(self.states[*d as usize], State::Done))
+            {
+                self.states[i] = State::Ready;
+                self.progress.to_run += 1;
+                job_totals[plan.tasks[i].job as usize] += 1;
+                let slot = self.slot_of[i];
+                self.ready[slot].push_back(i as TaskIndex);
+                for &d in &self.dependents[i].clone() {
+                    if let State::Ready = self.states[d as usize] {
+                        self.ready[self.slot_of[d as usize]].retain(|t| *t != d);
+                        self.states[d as usize] = State::Pending(1);
+                    } else if let State::Pending(n) = self.states[d as usize] {
+                        self.states[d as usize] = State::Pending(n + 1);
+                    }
+                }
+            }
+        }
+        self.progress.jobs = self.job_names.iter().cloned().zip(job_totals).map(|(n, t)| (n, 0, t)).collect();
+    }
+
+    fn make_ready(&mut self, i: TaskIndex, front: bool) {
+        self.states[i as usize] = State::Ready;
+        let slot = self.slot_of[i as usize];
+        if front {
+            self.ready[slot].push_front(i);
+        } else {
+            self.ready[slot].push_back(i);
+        }
+    }
+
+    fn estimate(&self, i: TaskIndex) -> Usd {
+        let task = &self.ctx.plan.tasks[i as usize];
+        TaskView::new(&self.ctx.manifest, task).model.cost(&task.estimate, self.ctx.tier)
+    }
+
+    fn committed(&self) -> Usd {
+        self.prior_committed + self.progress.spent_usd + self.progress.possibly_billed_usd + self.reserved_total
+    }
+
+    pub(super) async fn run(mut self) -> Result<RunOutcome, ExecError> {
+        let estimate: Usd = (0..self.states.len() as TaskIndex)
+            .filter(|i| matches!(self.states[*i as usize], State::Ready | State::Pending(_)))
+            .map(|i| self.estimate(i))
+            .sum();
+        let started = Event::Started {
+            total: self.progress.total,
+            to_run: self.progress.to_run,
+            already_done: self.states.iter().filter(|s| **s == State::Done).count() as u64,
+            already_failed: self.states.iter().filter(|s| matches!(s, State::Failed | State::NoImage)).count() as u64,
+            estimate_usd: estimate,
+            jobs: self.progress.jobs.iter().map(|(n, _, t)| (n.clone(), *t)).collect(),
+            concurrency: self.options.jobs,
+        };
+        self.emit(&started);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let cancel = self.cancel.clone();
+        loop {
+            let now = Instant::now();
+            self.fire_timers(now);
+            if self.stop.is_none() {
+                self.dispatch(now);
+            }
+            if self.inflight.is_empty() && (self.stop.is_some() || !self.has_work()) {
+                break;
+            }
+            let wake = self.next_wake();
+            tokio::select! {
+                biased;
+                _ = cancel.aborted() => {
+                    self.inflight.abort_all();
+                    self.journal.append(&Record::End(EndRecord { at: now_string(), status: "aborted".into() }));
+                    let _ = self.journal.commit();
+                    return Err(ExecError::Aborted);
+                }
+                _ = cancel.stopped(), if self.stop.is_none() => {
+                    self.set_stop(StopReason::Interrupted);
+                }
+                Some(joined) = self.inflight.join_next(), if !self.inflight.is_empty() => {
+                    self.on_joined(joined)?;
+                    while let Some(more) = self.inflight.try_join_next() {
+                        self.on_joined(more)?;
+                    }
+                    self.journal.commit().map_err(ExecError::Journal)?;
+                }
+                _ = sleep_until_opt(wake), if wake.is_some() => {}
+                _ = tick.tick() => {
+                    self.progress.elapsed = self.started.elapsed();
+                    self.sink.tick(&self.progress);
+                }
+            }
+        }
+        let status = match &self.stop {
+            None => "completed",
+            Some(s) => s.label(),
+        };
+        self.journal.append(&Record::End(EndRecord { at: now_string(), status: status.into() }));
+        self.journal.commit().map_err(ExecError::Journal)?;
+        self.progress.elapsed = self.started.elapsed();
+        self.emit(&Event::Finished { status });
+        Ok(RunOutcome { stop: self.stop.take(), progress: self.progress.clone() })
+    }
+
+    fn has_work(&self) -> bool {
+        !self.timers.is_empty() || self.ready.iter().any(|q| !q.is_empty())
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        match (timer, self.gate_wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, i))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if self.states[i as usize] == State::Waiting {
+                self.make_ready(i, true);
+            }
+        }
+    }
+
+    /// Starts as many tasks as the limits allow, round-robin over models.
+    fn dispatch(&mut self, now: Instant) {
+        self.gate_wake = None;
+        let slots = self.ready.len();
+        if slots == 0 {
+            return;
+        }
+        loop {
+            if self.inflight.len() >= self.options.jobs {
+                return;
+            }
+            let mut started_any = false;
+            for k in 0..slots {
+                let slot = (self.next_slot + k) % slots;
+                let Some(&task) = self.ready[slot].front() else { continue };
+                match self.gates[slot].try_acquire(now) {
+                    Ok(()) => {
+                        let cost = self.estimate(task);
+                        if let Some(limit) = self.options.max_cost
+                            && self.committed() + cost > limit
+                        {
+                            self.gates[slot].release();
+                            let spent =
+                                self.prior_committed + self.progress.spent_usd + self.progress.possibly_billed_usd;
+                            self.set_stop(StopReason::Budget { limit, spent, next: cost });
+                            return;
+                        }
+                        self.ready[slot].pop_front();
+                        self.spawn(task, cost);
+                        started_any = true;
+                        self.next_slot = (slot + 1) % slots;
+                        if self.inflight.len() >= self.options.jobs {
+                            return;
+                        }
+                    }
+                    Err(Blocked::Until(t)) => {
+                        self.gate_wake = Some(self.gate_wake.map_or(t, |w| w.min(t)));
+                    }
+                    Err(Blocked::Busy) => {}
+                }
+            }
+            if !started_any {
+                return;
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: TaskIndex, cost: Usd) {
+        let attempt = self.attempts[i as usize] + self.rate_attempts[i as usize] + 1;
+        let input = UnitInput { index: i, attempt, past: self.past_turns(i), images: self.upstream_images(i) };
+        self.reserved.insert(i, cost);
+        self.reserved_total += cost;
+        self.states[i as usize] = State::Running;
+        self.progress.in_flight += 1;
+        let ctx = self.ctx.clone();
+        self.inflight.spawn(async move {
+            let (result, latency) = unit::run(ctx, input).await;
+            (i, attempt, result, latency)
+        });
+        let (id, job) = self.names(i);
+        self.emit(&Event::AttemptStarted { id, job, attempt });
+    }
+
+    fn names(&self, i: TaskIndex) -> (String, String) {
+        let task = &self.ctx.plan.tasks[i as usize];
+        (task.id.to_string(), self.job_names[task.job as usize].clone())
+    }
+
+    fn upstream_images(&self, i: TaskIndex) -> Vec<(ImageFile, String)> {
+        let task = &self.ctx.plan.tasks[i as usize];
+        task.from
+            .iter()
+            .filter_map(|(dep, _)| {
+                let f = self.finished[*dep as usize].as_ref()?;
+                Some((
+                    ImageFile { path: f.image.clone(), mime: f.mime.clone() },
+                    self.ctx.plan.tasks[*dep as usize].id.to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The conversation so far, oldest turn first.
+    fn past_turns(&self, i: TaskIndex) -> Vec<PastTurn> {
+        let plan = &self.ctx.plan;
+        let mut chain = Vec::new();
+        let mut current = plan.tasks[i as usize].history;
+        while let Some(h) = current {
+            chain.push(h);
+            current = plan.tasks[h as usize].history;
+        }
+        chain.reverse();
+        chain
+            .into_iter()
+            .filter_map(|h| {
+                let task = &plan.tasks[h as usize];
+                let turn = self.finished[h as usize].as_ref()?.turn.clone()?;
+                Some(PastTurn {
+                    user: UserTurn {
+                        prompt: task.prompt_text.clone(),
+                        refs: task.refs.clone(),
+                        images: self.upstream_images(h).into_iter().map(|(f, _)| f).collect(),
+                    },
+                    model_turn: turn,
+                })
+            })
+            .collect()
+    }
+
+    fn on_joined(&mut self, joined: Result<UnitDone, tokio::task::JoinError>) -> Result<(), ExecError> {
+        let (i, attempt, result, latency) = match joined {
+            Ok(done) => done,
+            // A unit panicked: a bug, not a billing event; treat as unknown outcome of that task.
+            Err(e) => return Err(ExecError::Internal(format!("a request task failed: {e}"))),
+        };
+        let slot = self.slot_of[i as usize];
+        self.gates[slot].release();
+        if let Some(cost) = self.reserved.remove(&i) {
+            self.reserved_total -= cost;
+        }
+        self.progress.in_flight = self.progress.in_flight.saturating_sub(1);
+        let latency_ms = latency.as_millis() as u64;
+        match result {
+            UnitResult::Image(done) => self.on_image(i, attempt, *done, latency_ms),
+            UnitResult::NoImage(done) => self.on_no_image(i, attempt, *done, latency_ms),
+            UnitResult::Failed { class, error } => self.on_failure(i, attempt, class, &error, latency_ms),
+            UnitResult::Input(message) => {
+                let record = self.task_record(i, TaskStatus::Failed, attempt, latency_ms);
+                let record = TaskRecord {
+                    error: Some(ErrorRecord { class: "input_missing".into(), message: message.clone(), http: None }),
+                    ..record
+                };
+                self.finish_failed(i, record, State::Failed, message);
+            }
+            UnitResult::Store { error, usage, cost } => {
+                self.progress.spent_usd += cost;
+                self.progress.tokens.add(&usage);
+                let (id, _) = self.names(i);
+                let fp = self.ctx.plan.tasks[i as usize].fingerprint.to_hex();
+                self.journal.append(&Record::Attempt(AttemptRecord {
+                    id,
+                    fp,
+                    n: attempt,
+                    class: "store_failed".into(),
+                    http: None,
+                    message: error.to_string(),
+                    possibly_billed_usd: Usd::ZERO,
+                    billed_usd: cost,
+                    usage: Some(usage),
+                    retry_in_ms: None,
+                    latency_ms,
+                    at: now_string(),
+                }));
+                self.states[i as usize] = State::Ready;
+                self.set_stop(StopReason::Fatal(store_message(&error)));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_image(&mut self, i: TaskIndex, attempt: u32, done: unit::ImageDone, latency_ms: u64) {
+        let slot = self.slot_of[i as usize];
+        self.gates[slot].on_success();
+        self.progress.spent_usd += done.cost;
+        self.progress.tokens.add(&done.usage);
+        let strict_failure = self.options.strict && done.size_mismatch.is_some();
+        let status = if strict_failure { TaskStatus::Failed } else { TaskStatus::Succeeded };
+        let base = self.task_record(i, status, attempt, latency_ms);
+        let plan = self.ctx.plan.clone();
+        let task = &plan.tasks[i as usize];
+        let record = TaskRecord {
+            outputs: vec![OutputRecord {
+                path: done.written.path.clone(),
+                sidecar: done.written.sidecar.clone(),
+                sha256: done.sha256.clone(),
+                bytes: done.written.bytes,
+                mtime_ns: done.written.mtime_ns,
+                mime: done.mime.to_owned(),
+                width: done.width,
+                height: done.height,
+            }],
+            turn: done.turn.clone(),
+            usage: done.usage,
+            cost_usd: done.cost,
+            finish_reason: done.finish_reason.clone(),
+            model_version: done.model_version.clone(),
+            response_id: done.response_id.clone(),
+            text: done.text.clone(),
+            size_mismatch: done.size_mismatch,
+            grounding: done.grounding.clone(),
+            error: strict_failure.then(|| ErrorRecord {
+                class: "size_mismatch".into(),
+                message: format!(
+                    "image is {}x{}, expected {}x{}",
+                    done.width, done.height, task.pixels.0, task.pixels.1
+                ),
+                http: None,
+            }),
+            ..base
+        };
+        self.journal.append(&Record::Task(record));
+        if strict_failure {
+            self.states[i as usize] = State::Failed;
+            self.progress.failed += 1;
+            self.bump_job(i);
+            let message = format!(
+                "image is {}x{}, expected {}x{} (--strict)",
+                done.width, done.height, task.pixels.0, task.pixels.1
+            );
+            self.emit_finished(
+                i,
+                "failed",
+                attempt,
+                done.cost,
+                done.usage,
+                Some(done.written.path.clone()),
+                Some(message.clone()),
+            );
+            self.skip_dependents(i, &message);
+            self.check_fail_fast(i);
+            return;
+        }
+        let root = self.ctx.store.root().to_path_buf();
+        self.finished[i as usize] = Some(Finished {
+            image: root.join(&done.written.path),
+            mime: done.mime.to_owned(),
+            turn: done.turn.as_ref().map(|t| root.join(t)),
+        });
+        self.states[i as usize] = State::Done;
+        self.progress.succeeded += 1;
+        self.bump_job(i);
+        let note = done
+            .size_mismatch
+            .map(|(w, h)| format!("size {w}x{h} differs from the catalogue's {}x{}", task.pixels.0, task.pixels.1));
+        self.emit_finished(i, "succeeded", attempt, done.cost, done.usage, Some(done.written.path), note);
+        for d in self.dependents[i as usize].clone() {
+            if let State::Pending(n) = self.states[d as usize] {
+                if n <= 1 {
+                    self.make_ready(d, false);
+                } else {
+                    self.states[d as usize] = State::Pending(n - 1);
+                }
+            }
+        }
+    }
+
+    fn on_no_image(&mut self, i: TaskIndex, attempt: u32, done: unit::NoImageDone, latency_ms: u64) {
+        self.progress.spent_usd += done.cost;
+        self.progress.tokens.add(&done.usage);
+        self.attempts[i as usize] += 1;
+        let policy = &self.options.retry;
+        if policy.on_no_image && self.attempts[i as usize] < policy.attempts && self.stop.is_none() {
+            let delay = backoff(policy, self.attempts[i as usize], None, &mut self.rng);
+            let record =
+                self.attempt_record(i, attempt, "no_image", None, &done.reason, Usd::ZERO, latency_ms, Some(delay));
+            self.journal.append(&Record::Attempt(AttemptRecord {
+                billed_usd: done.cost,
+                usage: Some(done.usage),
+                ..record
+            }));
+            self.schedule_retry(i, attempt, "no_image", done.reason.clone(), delay, false);
+            return;
+        }
+        let base = self.task_record(i, TaskStatus::NoImage, attempt, latency_ms);
+        let message = match &done.message {
+            Some(m) => format!("{}: {m}", done.reason),
+            None => done.reason.clone(),
+        };
+        let record = TaskRecord {
+            usage: done.usage,
+            cost_usd: done.cost,
+            finish_reason: done.finish_reason.clone(),
+            model_version: done.model_version.clone(),
+            response_id: done.response_id.clone(),
+            text: done.text.clone(),
+            error: Some(ErrorRecord { class: "no_image".into(), message: message.clone(), http: Some(200) }),
+            ..base
+        };
+        self.journal.append(&Record::Task(record));
+        self.states[i as usize] = State::NoImage;
+        self.progress.no_image += 1;
+        self.bump_job(i);
+        let shown = match &done.text {
+            Some(t) => format!("{message} — model said: {}", t.chars().take(160).collect::<String>()),
+            None => message,
+        };
+        self.emit_finished(i, "no_image", attempt, done.cost, done.usage, None, Some(shown.clone()));
+        self.skip_dependents(i, &shown);
+        self.check_fail_fast(i);
+    }
+
+    fn on_failure(
+        &mut self,
+        i: TaskIndex,
+        attempt: u32,
+        class: FailureClass,
+        error: &crate::api::ApiError,
+        latency_ms: u64,
+    ) {
+        let message = redact_text(&error.to_string());
+        let http = error.http_status();
+        let now = Instant::now();
+        let possibly = if class.possibly_billed() { self.estimate(i) } else { Usd::ZERO };
+        if class.possibly_billed() {
+            self.progress.possibly_billed_usd += possibly;
+            self.progress.possibly_billed_attempts += 1;
+        }
+        let policy = self.options.retry.clone();
+        match class {
+            FailureClass::RateLimited => {
+                self.rate_attempts[i as usize] += 1;
+                let delay = error.server_delay().unwrap_or_else(|| {
+                    backoff(&policy, self.rate_attempts[i as usize], None, &mut self.rng).max(Duration::from_secs(1))
+                });
+                let slot = self.slot_of[i as usize];
+                self.gates[slot].on_rate_limited(now, delay);
+                self.emit(&Event::Cooldown { model: self.slot_models[slot].clone(), seconds: delay.as_secs_f64() });
+                if self.rate_attempts[i as usize] <= RATE_LIMIT_ATTEMPTS {
+                    let record = self.attempt_record(
+                        i,
+                        attempt,
+                        class.name(),
+                        http,
+                        &message,
+                        possibly,
+                        latency_ms,
+                        Some(delay),
+                    );
+                    self.journal.append(&Record::Attempt(record));
+                    self.schedule_retry(i, attempt, class.name(), message, delay, false);
+                    return;
+                }
+            }
+            FailureClass::DailyQuota => {
+                let record = self.attempt_record(i, attempt, class.name(), http, &message, possibly, latency_ms, None);
+                self.journal.append(&Record::Attempt(record));
+                let slot = self.slot_of[i as usize];
+                let model = self.slot_models[slot].clone();
+                if self.options.wait_for_quota {
+                    let (until, label) = next_pacific_midnight();
+                    self.gates[slot].on_rate_limited(now, until);
+                    self.emit(&Event::Waiting { model, until: label, reason: "daily quota exhausted".into() });
+                    self.make_ready(i, true);
+                } else {
+                    self.make_ready(i, true);
+                    self.set_stop(StopReason::DailyQuota { model, message });
+                }
+                return;
+            }
+            FailureClass::Auth => {
+                let record = self.attempt_record(i, attempt, class.name(), http, &message, possibly, latency_ms, None);
+                self.journal.append(&Record::Attempt(record));
+                self.make_ready(i, true);
+                self.set_stop(StopReason::Fatal(format!(
+                    "the API rejected the key ({message}); check GEMINI_API_KEY / GOOGLE_API_KEY"
+                )));
+                return;
+            }
+            _ => {}
+        }
+        if class != FailureClass::RateLimited {
+            self.attempts[i as usize] += 1;
+        }
+        let attempts_left = self.attempts[i as usize] < policy.attempts;
+        if class.retryable(&policy) && attempts_left && class != FailureClass::RateLimited {
+            let delay = backoff(&policy, self.attempts[i as usize], error.server_delay(), &mut self.rng);
+            let record =
+                self.attempt_record(i, attempt, class.name(), http, &message, possibly, latency_ms, Some(delay));
+            self.journal.append(&Record::Attempt(record));
+            self.schedule_retry(i, attempt, class.name(), message, delay, class.possibly_billed());
+            return;
+        }
+        // Terminal.
+        if class.possibly_billed() {
+            let record = self.attempt_record(i, attempt, class.name(), http, &message, possibly, latency_ms, None);
+            self.journal.append(&Record::Attempt(record));
+        }
+        let base = self.task_record(i, TaskStatus::Failed, attempt, latency_ms);
+        let record = TaskRecord {
+            error: Some(ErrorRecord { class: class.name().into(), message: message.clone(), http }),
+            ..base
+        };
+        let shown = match http {
+            Some(h) => format!("{} (HTTP {h}): {message}", class.name()),
+            None => format!("{}: {message}", class.name()),
+        };
+        self.finish_failed(i, record, State::Failed, shown);
+    }
+
+    fn finish_failed(&mut self, i: TaskIndex, record: TaskRecord, state: State, message: String) {
+        let attempts = record.attempts;
+        self.journal.append(&Record::Task(record));
+        self.states[i as usize] = state;
+        self.progress.failed += 1;
+        self.bump_job(i);
+        self.emit_finished(i, "failed", attempts, Usd::ZERO, TokenCounts::default(), None, Some(message.clone()));
+        self.skip_dependents(i, &message);
+        self.check_fail_fast(i);
+    }
+
+    fn schedule_retry(
+        &mut self,
+        i: TaskIndex,
+        attempt: u32,
+        class: &'static str,
+        message: String,
+        delay: Duration,
+        possibly_billed: bool,
+    ) {
+        self.progress.retries += 1;
+        self.states[i as usize] = State::Waiting;
+        self.timers.push(Reverse((Instant::now() + delay, i)));
+        let (id, job) = self.names(i);
+        self.emit(&Event::AttemptFailed {
+            id,
+            job,
+            attempt,
+            class,
+            message,
+            retry_in_ms: Some(delay.as_millis() as u64),
+            possibly_billed,
+        });
+    }
+
+    fn check_fail_fast(&mut self, i: TaskIndex) {
+        if self.options.fail_fast && self.stop.is_none() {
+            let (id, _) = self.names(i);
+            self.set_stop(StopReason::FailFast { id });
+        }
+    }
+
+    /// Marks every task downstream of `i` as skipped.
+    fn skip_dependents(&mut self, i: TaskIndex, why: &str) {
+        let (upstream, _) = self.names(i);
+        let mut stack: Vec<TaskIndex> = self.dependents[i as usize].clone();
+        while let Some(d) = stack.pop() {
+            let state = self.states[d as usize];
+            if matches!(state, State::Pending(_) | State::Ready | State::Waiting) {
+                if state == State::Ready {
+                    let slot = self.slot_of[d as usize];
+                    self.ready[slot].retain(|t| *t != d);
+                }
+                self.states[d as usize] = State::Skipped;
+                self.progress.skipped += 1;
+                self.bump_job(d);
+                let (id, job) = self.names(d);
+                let reason = format!("upstream task `{upstream}` did not produce an image ({})", first_line(why));
+                self.emit(&Event::TaskSkipped { id, job, reason });
+                stack.extend(self.dependents[d as usize].iter().copied());
+            }
+        }
+    }
+
+    fn bump_job(&mut self, i: TaskIndex) {
+        let job = self.ctx.plan.tasks[i as usize].job as usize;
+        if let Some(entry) = self.progress.jobs.get_mut(job) {
+            entry.1 += 1;
+        }
+    }
+
+    fn set_stop(&mut self, reason: StopReason) {
+        if self.stop.is_some() {
+            return;
+        }
+        let message = reason.to_string();
+        self.emit(&Event::Stopping { reason: reason.label(), message });
+        self.stop = Some(reason);
+    }
+
+    fn task_record(&self, i: TaskIndex, status: TaskStatus, attempt: u32, latency_ms: u64) -> TaskRecord {
+        let task = &self.ctx.plan.tasks[i as usize];
+        TaskRecord {
+            id: task.id.to_string(),
+            fp: task.fingerprint.to_hex(),
+            parts: task.parts.to_hex(),
+            status,
+            attempts: attempt,
+            outputs: Vec::new(),
+            turn: None,
+            usage: TokenCounts::default(),
+            cost_usd: Usd::ZERO,
+            tier: self.ctx.tier,
+            finish_reason: None,
+            error: None,
+            model_version: None,
+            response_id: None,
+            text: None,
+            size_mismatch: None,
+            grounding: Vec::new(),
+            latency_ms,
+            at: now_string(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_record(
+        &self,
+        i: TaskIndex,
+        attempt: u32,
+        class: &str,
+        http: Option<u16>,
+        message: &str,
+        possibly_billed: Usd,
+        latency_ms: u64,
+        retry_in: Option<Duration>,
+    ) -> AttemptRecord {
+        let task = &self.ctx.plan.tasks[i as usize];
+        AttemptRecord {
+            id: task.id.to_string(),
+            fp: task.fingerprint.to_hex(),
+            n: attempt,
+            class: class.to_owned(),
+            http,
+            message: message.to_owned(),
+            possibly_billed_usd: possibly_billed,
+            billed_usd: Usd::ZERO,
+            usage: None,
+            retry_in_ms: retry_in.map(|d| d.as_millis() as u64),
+            latency_ms,
+            at: now_string(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit_finished(
+        &mut self,
+        i: TaskIndex,
+        status: &'static str,
+        attempts: u32,
+        cost: Usd,
+        tokens: TokenCounts,
+        output: Option<String>,
+        message: Option<String>,
+    ) {
+        let (id, job) = self.names(i);
+        self.emit(&Event::TaskFinished { id, job, status, attempts, cost_usd: cost, tokens, output, message });
+    }
+
+    fn emit(&mut self, event: &Event) {
+        self.progress.elapsed = self.started.elapsed();
+        self.sink.emit(event, &self.progress);
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+fn store_message(error: &crate::checkpoint::store::StoreError) -> String {
+    if error.is_disk_full() {
+        format!("{error} (the disk is full: free space, then run again to resume)")
+    } else {
+        error.to_string()
+    }
+}
+
+fn now_string() -> String {
+    now()
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Time until the next midnight in America/Los_Angeles (when daily quotas reset), and a label.
+pub fn next_pacific_midnight() -> (Duration, String) {
+    let fallback = (Duration::from_secs(3600), "in an hour".to_owned());
+    let Ok(tz) = jiff::tz::TimeZone::get("America/Los_Angeles") else { return fallback };
+    let now = jiff::Timestamp::now().to_zoned_datetime(tz.clone());
+    let Ok(tomorrow) = now.date().tomorrow() else { return fallback };
+    let Ok(midnight) = tomorrow.to_zoned_datetime(tz) else { return fallback };
+    let secs = midnight.timestamp().as_second() - now.timestamp().as_second();
+    (Duration::from_secs(secs.max(1) as u64), midnight.to_string())
+}

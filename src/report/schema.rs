@@ -1,0 +1,191 @@
+//! `report.json`, version [`REPORT_VERSION`]: the types that define it (documented field by
+//! field in `docs/report.md`, with a JSON Schema in `schemas/report.schema.json`).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{TokenCounts, Usd};
+
+pub const REPORT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Report {
+    pub report_version: u32,
+    pub run: RunInfo,
+    pub totals: Breakdown,
+    pub by_model: BTreeMap<String, Breakdown>,
+    pub by_job: BTreeMap<String, Breakdown>,
+    /// Keyed `ratio@size`, e.g. `16:9@2K`.
+    pub by_size: BTreeMap<String, Breakdown>,
+    /// Where the API's image tokens differ from the catalogue's table.
+    pub drift: Vec<Drift>,
+    pub tasks: Vec<TaskEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct RunInfo {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub manifest: String,
+    pub manifest_sha256: String,
+    pub tool_version: String,
+    pub catalog_version: String,
+    pub prices_date: String,
+    pub prices_source: String,
+    pub output_dir: String,
+    /// First run start in this directory (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// Last run end, if it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    pub generated: String,
+    /// `completed`, `interrupted`, `budget`, `quota`, `fail_fast`, `fatal`, `aborted`, or
+    /// `in_progress` (no end record yet).
+    pub status: String,
+    pub interrupted: bool,
+    /// Number of `nanobatch run` invocations recorded in the journal.
+    pub runs: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Breakdown {
+    pub tasks: TaskCounts,
+    /// Failed tasks by error class (`server_error`, `outcome_unknown`, `no_image`, …).
+    pub failed_by_class: BTreeMap<String, u64>,
+    /// HTTP requests sent (every attempt).
+    pub requests: u64,
+    /// Attempts beyond the first.
+    pub retries: u64,
+    /// Attempts whose outcome is unknown (timeout, connection lost): they may have been billed.
+    pub possibly_billed_attempts: u64,
+    pub tokens: Tokens,
+    pub cost_usd: Costs,
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+pub struct TaskCounts {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub no_image: u64,
+    pub skipped: u64,
+    pub pending: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Tokens {
+    /// From the catalogue's tables and estimation rules, for every task of the plan.
+    pub estimated: TokenCountsSchema,
+    /// From `usageMetadata` of every billed response.
+    pub actual: TokenCountsSchema,
+}
+
+/// Token counts split the way they are billed.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+pub struct TokenCountsSchema {
+    pub input_text: u64,
+    pub input_image: u64,
+    pub output_image: u64,
+    pub output_text: u64,
+    pub thinking: u64,
+}
+
+impl From<TokenCounts> for TokenCountsSchema {
+    fn from(t: TokenCounts) -> Self {
+        TokenCountsSchema {
+            input_text: t.input_text,
+            input_image: t.input_image,
+            output_image: t.output_image,
+            output_text: t.output_text,
+            thinking: t.thinking,
+        }
+    }
+}
+
+impl TokenCountsSchema {
+    pub fn add(&mut self, t: &TokenCounts) {
+        self.input_text += t.input_text;
+        self.input_image += t.input_image;
+        self.output_image += t.output_image;
+        self.output_text += t.output_text;
+        self.thinking += t.thinking;
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Costs {
+    /// The plan's estimate at the interactive price.
+    #[schemars(with = "f64")]
+    pub estimated: Usd,
+    /// The plan's estimate at the Batch API price (50%).
+    #[schemars(with = "f64")]
+    pub estimated_batch: Usd,
+    /// Billed, from the API's reported usage.
+    #[schemars(with = "f64")]
+    pub actual: Usd,
+    /// Estimates of attempts whose outcome is unknown.
+    #[schemars(with = "f64")]
+    pub possibly_billed: Usd,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+pub struct Latency {
+    pub p50: u64,
+    pub p95: u64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Drift {
+    pub model: String,
+    pub size: String,
+    pub catalogue_image_tokens: u64,
+    pub actual_image_tokens: Vec<u64>,
+    pub tasks: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct TaskEntry {
+    pub id: String,
+    pub job: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    pub key: String,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub variant: u32,
+    pub model: String,
+    pub ratio: String,
+    pub size: String,
+    /// `succeeded`, `failed`, `no_image`, `skipped`, `pending`.
+    pub status: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    pub tokens: Tokens,
+    pub cost_usd: Costs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_mismatch: Option<(u32, u32)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grounding: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(v: &u32) -> bool {
+    *v == 1
+}

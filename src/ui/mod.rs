@@ -1,0 +1,152 @@
+//! Everything that reaches the terminal. The rest of the crate returns data; `print_stdout` and
+//! `print_stderr` are denied outside this module.
+//!
+//! Rules: stdout carries data (plans, `--json` events, reports asked for); stderr carries
+//! progress, notes and errors. Progress bars only on a terminal; plain periodic lines otherwise.
+//! `NO_COLOR` is honoured.
+
+pub mod progress;
+
+use std::io::{IsTerminal, Write};
+
+/// Output policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub verbosity: Verbosity,
+    pub color: bool,
+    pub stderr_is_terminal: bool,
+}
+
+impl Printer {
+    pub fn new(verbosity: Verbosity) -> Printer {
+        let stderr_is_terminal = std::io::stderr().is_terminal();
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Printer { verbosity, color: stderr_is_terminal && !no_color, stderr_is_terminal }
+    }
+
+    /// Data on stdout (always printed; `-q` silences only chatter).
+    #[allow(clippy::print_stdout)]
+    pub fn data(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        if !text.ends_with('\n') {
+            let _ = out.write_all(b"\n");
+        }
+        let _ = out.flush();
+    }
+
+    /// A status line on stderr.
+    pub fn note(&self, text: &str) {
+        if self.verbosity != Verbosity::Quiet {
+            self.stderr(text);
+        }
+    }
+
+    pub fn verbose(&self, text: &str) {
+        if self.verbosity == Verbosity::Verbose {
+            self.stderr(text);
+        }
+    }
+
+    pub fn warn(&self, text: &str) {
+        if self.verbosity != Verbosity::Quiet {
+            let label = self.paint("warning:", "33;1");
+            self.stderr(&format!("{label} {text}"));
+        }
+    }
+
+    /// Errors are printed even with `-q`.
+    pub fn error(&self, text: &str) {
+        let label = self.paint("error:", "31;1");
+        self.stderr(&format!("{label} {text}"));
+    }
+
+    /// Multi-line diagnostics, already formatted.
+    pub fn diagnostics(&self, text: &str) {
+        self.stderr(text.trim_end());
+    }
+
+    pub fn hint(&self, text: &str) {
+        if self.verbosity != Verbosity::Quiet {
+            let label = self.paint("hint:", "36;1");
+            self.stderr(&format!("{label} {text}"));
+        }
+    }
+
+    pub fn bold(&self, text: &str) -> String {
+        self.paint(text, "1")
+    }
+
+    pub fn paint(&self, text: &str, code: &str) -> String {
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+    }
+
+    #[allow(clippy::print_stderr)]
+    fn stderr(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        if !text.ends_with('\n') {
+            let _ = err.write_all(b"\n");
+        }
+    }
+}
+
+/// `1234567` → `1,234,567`
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Seconds as `1h02m`, `3m05s`, `12s`.
+pub fn duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{duration, thousands};
+
+    #[test]
+    fn formats() {
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(duration(std::time::Duration::from_secs(3725)), "1h02m");
+        assert_eq!(duration(std::time::Duration::from_secs(185)), "3m05s");
+    }
+}
+
+/// Asks a yes/no question on the terminal; anything but `y`/`yes` is no.
+#[allow(clippy::print_stderr)]
+pub fn confirm(printer: &Printer, question: &str) -> bool {
+    let _ = printer;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(question.as_bytes());
+    let _ = err.flush();
+    drop(err);
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
