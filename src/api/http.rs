@@ -44,7 +44,7 @@ pub struct HttpOptions {
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        HttpOptions { timeout: Duration::from_secs(600), connect_timeout: Duration::from_secs(15), max_body: 256 << 20 }
+        HttpOptions { timeout: Duration::from_secs(600), connect_timeout: Duration::from_secs(15), max_body: 128 << 20 }
     }
 }
 

@@ -43,6 +43,7 @@ pub(crate) async fn model_action(
     body: Bytes,
 ) -> Response {
     if let Err(resp) = check_auth(&state, &headers, &query) {
+        count_rejected(&state, resp.status().as_u16());
         return resp;
     }
     let (model, action) = model_action.split_once(':').unwrap_or((&model_action, ""));
@@ -54,6 +55,7 @@ pub(crate) async fn model_action(
         let message = format!(
             "models/{model} is not found for API version {version}, or is not supported for {action}. Call ListModels to see the list of available models and their supported methods."
         );
+        count_rejected(&state, 404);
         return error(404, "NOT_FOUND", &message, None);
     };
     match action {
@@ -63,17 +65,29 @@ pub(crate) async fn model_action(
     }
 }
 
+/// Counts a request refused before it reached a model (auth, unknown model).
+fn count_rejected(state: &MockState, status: u16) {
+    let mut stats = state.stats();
+    stats.requests += 1;
+    *stats.by_status.entry(status.to_string()).or_default() += 1;
+}
+
 fn check_auth(
     state: &MockState,
     headers: &HeaderMap,
     query: &std::collections::HashMap<String, String>,
 ) -> Result<(), Response> {
-    let key = headers
-        .get("x-goog-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| query.get("key").cloned())
-        .filter(|k| !k.is_empty());
+    let header_key = headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned).filter(|k| !k.is_empty());
+    let query_key = query.get("key").cloned().filter(|k| !k.is_empty());
+    {
+        let mut stats = state.stats();
+        if header_key.is_some() {
+            stats.auth_header += 1;
+        } else if query_key.is_some() {
+            stats.auth_query += 1;
+        }
+    }
+    let key = header_key.or(query_key);
     let Some(key) = key else {
         return Err(error(
             403,

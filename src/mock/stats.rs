@@ -24,6 +24,9 @@ pub struct Stats {
     /// Usage of responses generated but not delivered (dropped, truncated).
     pub undelivered_usage: UsageTotals,
     pub fingerprints: BTreeMap<String, RequestLog>,
+    /// Requests authenticated by `x-goog-api-key` and by `?key=`.
+    pub auth_header: u64,
+    pub auth_query: u64,
     /// Batch API counters.
     pub batches_created: u64,
     pub files_uploaded: u64,

@@ -1,1 +1,5 @@
+//! The integration tests: one binary (see ARCHITECTURE.md), modules by area.
 
+mod faults;
+mod run;
+mod support;

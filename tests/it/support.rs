@@ -1,0 +1,176 @@
+//! Test support: a workspace in a temp dir, the real binary, and the built-in emulator running on
+//! loopback in the test process.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use nanobatch::mock::{MockConfig, MockServer, Stats};
+
+/// The emulator on its own runtime thread, for tests that drive the binary.
+pub struct Emulator {
+    server: Option<MockServer>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Emulator {
+    pub fn start(config: MockConfig) -> Emulator {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let server = runtime.block_on(MockServer::start(config, 0)).unwrap();
+        Emulator { server: Some(server), runtime }
+    }
+
+    pub fn default_config() -> MockConfig {
+        MockConfig::default()
+    }
+
+    pub fn url(&self) -> String {
+        self.server.as_ref().unwrap().url()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.server.as_ref().unwrap().stats()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.stop());
+        }
+    }
+}
+
+/// A temporary directory with a manifest and its data.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let ws = Workspace { dir: tempfile::tempdir().unwrap() };
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/manifests");
+        copy_dir(&examples.join("refs"), &ws.path().join("refs"));
+        copy_dir(&examples.join("data"), &ws.path().join("data"));
+        ws
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.path().join("out")
+    }
+
+    /// `nanobatch <args>` in this workspace, pointed at `emulator`, with a test key.
+    pub fn cmd(&self, emulator: Option<&Emulator>) -> Command {
+        let mut cmd = nanobatch();
+        cmd.current_dir(self.path());
+        if let Some(e) = emulator {
+            cmd.env("GOOGLE_GEMINI_BASE_URL", e.url());
+        }
+        cmd.env("GEMINI_API_KEY", TEST_KEY);
+        cmd
+    }
+
+    /// Runs `nanobatch run manifest -o out` against the emulator.
+    pub fn run(&self, emulator: &Emulator, manifest: &str, extra: &[&str]) -> Output {
+        let mut cmd = self.cmd(Some(emulator));
+        cmd.args(["run", manifest, "-o", "out"]).args(extra);
+        cmd.output().unwrap()
+    }
+
+    pub fn report(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.out().join("report.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub fn journal(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.out().join(".nanobatch/journal.jsonl")).unwrap();
+        text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Task records of the journal (`t == "task"`).
+    pub fn task_records(&self) -> Vec<serde_json::Value> {
+        self.journal().into_iter().filter(|r| r["t"] == "task").collect()
+    }
+}
+
+pub const TEST_KEY: &str = "test-key-AIzaSyNANOBATCH-0123456789";
+
+pub fn nanobatch() -> Command {
+    let mut cmd = Command::cargo_bin("nanobatch").unwrap();
+    for var in ["GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "NANOBATCH_LOG"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing the output when it differs.
+#[track_caller]
+pub fn assert_code(o: &Output, code: i32) {
+    assert_eq!(o.status.code(), Some(code), "stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o));
+}
+
+/// Every image under `dir` (png/jpg), recursively, skipping the state directory.
+pub fn images(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.file_name().is_some_and(|n| n == ".nanobatch") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "png" || e == "jpg" || e == "webp") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Files that look like leftovers of an interrupted write.
+pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".nanobatch-tmp-")) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
