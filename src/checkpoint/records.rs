@@ -24,6 +24,9 @@ pub struct Header {
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Record {
     Run(RunRecord),
+    /// Written (and fsynced) before a request is sent: if no outcome follows, the request may
+    /// have been billed.
+    Sent(SentRecord),
     Attempt(AttemptRecord),
     Task(TaskRecord),
     BatchSubmitted(BatchSubmitted),
@@ -40,6 +43,17 @@ pub struct RunRecord {
     pub manifest_sha256: String,
     pub tasks: u64,
     pub mode: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SentRecord {
+    pub id: String,
+    pub fp: String,
+    /// 1-based attempt number.
+    pub n: u32,
+    /// The task's estimate: what an unanswered request may have cost.
+    pub estimate_usd: Usd,
+    pub at: String,
 }
 
 /// An attempt that did not finish its task (a retry follows, or the run stopped).

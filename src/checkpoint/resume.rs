@@ -31,6 +31,9 @@ pub struct JournalState {
     pub finished_batches: HashMap<String, String>,
     pub runs: u32,
     pub last_end: Option<EndRecord>,
+    /// Requests sent with no outcome recorded (the process died, or they are in flight): by
+    /// (fingerprint, attempt number), with their estimate. Counted as possibly billed.
+    pub unanswered: HashMap<(String, u32), Usd>,
 }
 
 impl JournalState {
@@ -39,13 +42,27 @@ impl JournalState {
         for record in records {
             s.apply(record);
         }
+        s.settle_unanswered();
         s
+    }
+
+    /// Requests sent but never answered count as possibly billed, and as attempts made.
+    fn settle_unanswered(&mut self) {
+        for ((fp, _), estimate) in &self.unanswered {
+            self.possibly_billed += *estimate;
+            self.possibly_billed_attempts += 1;
+            *self.open_attempts.entry(fp.clone()).or_default() += 1;
+        }
     }
 
     pub fn apply(&mut self, record: &Record) {
         match record {
             Record::Run(_) => self.runs += 1,
+            Record::Sent(s) => {
+                self.unanswered.insert((s.fp.clone(), s.n), s.estimate_usd);
+            }
             Record::Attempt(a) => {
+                self.unanswered.remove(&(a.fp.clone(), a.n));
                 *self.open_attempts.entry(a.fp.clone()).or_default() += 1;
                 self.possibly_billed += a.possibly_billed_usd;
                 if !a.possibly_billed_usd.is_zero() {
@@ -54,6 +71,7 @@ impl JournalState {
                 self.spent += a.billed_usd;
             }
             Record::Task(t) => {
+                self.unanswered.remove(&(t.fp.clone(), t.attempts));
                 self.spent += t.cost_usd;
                 self.open_attempts.remove(&t.fp);
                 if t.status == TaskStatus::Succeeded {

@@ -200,6 +200,10 @@ pub fn prepare(
         printer.note(&note);
     }
     let store = Arc::new(OutputStore::open(dir).map_err(fs_fatal)?);
+    let removed = remove_crash_leftovers(plan, &run_dir);
+    if removed > 0 {
+        printer.note(&format!("removed {removed} partial files left by an interrupted run"));
+    }
     let mut decisions = super::plan::decide_all(manifest, plan, &state, dir, args.retry_failed);
     let snapshot = PlanSnapshot::build(manifest, plan);
     snapshot.write(&run_dir.plan()).map_err(fs_fatal)?;
@@ -216,6 +220,22 @@ pub fn prepare(
     relocate_renamed(printer, plan, &store, &mut state, &mut decisions, &mut journal)?;
     journal.commit().map_err(|e| CommandError::fatal(format!("cannot write the journal: {e}")))?;
     Ok(Prepared { lock, store, state, decisions, journal, snapshot })
+}
+
+/// Temp files in every output directory of the plan and in the state directory: writes a
+/// crash interrupted (the journal never pointed at them).
+fn remove_crash_leftovers(plan: &Plan, run_dir: &RunDir) -> usize {
+    let mut dirs: std::collections::BTreeSet<PathBuf> = plan
+        .tasks
+        .iter()
+        .map(|t| run_dir.root.join(&*t.output).parent().map(Path::to_path_buf).unwrap_or_else(|| run_dir.root.clone()))
+        .collect();
+    dirs.insert(run_dir.root.clone());
+    dirs.insert(run_dir.state());
+    for sub in ["turns", "thumbs", "batches"] {
+        dirs.insert(run_dir.state().join(sub));
+    }
+    dirs.iter().map(|d| fsutil::remove_temp_files(d)).sum()
 }
 
 /// Outputs of done tasks whose names changed in the manifest are moved, not requested again.

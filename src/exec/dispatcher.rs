@@ -26,7 +26,7 @@ use super::{ExecError, ExecOptions, RunOutcome, StopReason};
 use crate::catalog::{TokenCounts, Usd};
 use crate::checkpoint::journal::JournalWriter;
 use crate::checkpoint::records::{
-    AttemptRecord, EndRecord, ErrorRecord, OutputRecord, Record, TaskRecord, TaskStatus, now,
+    AttemptRecord, EndRecord, ErrorRecord, OutputRecord, Record, SentRecord, TaskRecord, TaskStatus, now,
 };
 use crate::checkpoint::resume::{Decision, JournalState};
 use crate::plan::{TaskIndex, TaskView};
@@ -266,7 +266,7 @@ impl<'s> Dispatcher<'s> {
             let now = Instant::now();
             self.fire_timers(now);
             if self.stop.is_none() {
-                self.dispatch(now);
+                self.dispatch(now)?;
             }
             if self.inflight.is_empty() && (self.stop.is_some() || !self.has_work()) {
                 break;
@@ -332,19 +332,21 @@ impl<'s> Dispatcher<'s> {
         }
     }
 
-    /// Starts as many tasks as the limits allow, round-robin over models.
-    fn dispatch(&mut self, now: Instant) {
+    /// Starts as many tasks as the limits allow, round-robin over models. Each request is
+    /// journaled as sent (and the journal synced) before it leaves.
+    fn dispatch(&mut self, now: Instant) -> Result<(), ExecError> {
         self.gate_wake = None;
         let slots = self.ready.len();
         if slots == 0 {
-            return;
+            return Ok(());
         }
-        loop {
-            if self.inflight.len() >= self.options.jobs {
-                return;
-            }
+        let mut starts: Vec<(TaskIndex, Usd)> = Vec::new();
+        'fill: loop {
             let mut started_any = false;
             for k in 0..slots {
+                if self.inflight.len() + starts.len() >= self.options.jobs {
+                    break 'fill;
+                }
                 let slot = (self.next_slot + k) % slots;
                 let Some(&task) = self.ready[slot].front() else { continue };
                 match self.gates[slot].try_acquire(now) {
@@ -357,15 +359,15 @@ impl<'s> Dispatcher<'s> {
                             let spent =
                                 self.prior_committed + self.progress.spent_usd + self.progress.possibly_billed_usd;
                             self.set_stop(StopReason::Budget { limit, spent, next: cost });
-                            return;
+                            break 'fill;
                         }
                         self.ready[slot].pop_front();
-                        self.spawn(task, cost);
+                        // Reserve now so that the next admission sees this request's cost.
+                        self.reserved.insert(task, cost);
+                        self.reserved_total += cost;
+                        starts.push((task, cost));
                         started_any = true;
                         self.next_slot = (slot + 1) % slots;
-                        if self.inflight.len() >= self.options.jobs {
-                            return;
-                        }
                     }
                     Err(Blocked::Until(t)) => {
                         self.gate_wake = Some(self.gate_wake.map_or(t, |w| w.min(t)));
@@ -374,16 +376,33 @@ impl<'s> Dispatcher<'s> {
                 }
             }
             if !started_any {
-                return;
+                break;
             }
         }
+        if starts.is_empty() {
+            return Ok(());
+        }
+        for &(task, cost) in &starts {
+            let t = &self.ctx.plan.tasks[task as usize];
+            let n = self.attempts[task as usize] + self.rate_attempts[task as usize] + 1;
+            self.journal.append(&Record::Sent(SentRecord {
+                id: t.id.to_string(),
+                fp: t.fingerprint.to_hex(),
+                n,
+                estimate_usd: cost,
+                at: now_string(),
+            }));
+        }
+        self.journal.commit().map_err(ExecError::Journal)?;
+        for (task, _) in starts {
+            self.spawn(task);
+        }
+        Ok(())
     }
 
-    fn spawn(&mut self, i: TaskIndex, cost: Usd) {
+    fn spawn(&mut self, i: TaskIndex) {
         let attempt = self.attempts[i as usize] + self.rate_attempts[i as usize] + 1;
         let input = UnitInput { index: i, attempt, past: self.past_turns(i), images: self.upstream_images(i) };
-        self.reserved.insert(i, cost);
-        self.reserved_total += cost;
         self.states[i as usize] = State::Running;
         self.progress.in_flight += 1;
         let ctx = self.ctx.clone();

@@ -378,6 +378,9 @@ fn answer_line(state: &MockState, spec: &ModelSpec, req: &Value) -> Result<Vec<u
         *n += 1;
         *n - 1
     };
+    let parsed_prompt: String = request::validate(req, spec, &state.secret)
+        .map(|r| r.last_user_text.chars().take(120).collect())
+        .unwrap_or_default();
     let log = |outcome: &str, usage: Option<&super::stats::UsageTotals>| {
         let mut stats = state.stats();
         if outcome == "image" {
@@ -387,10 +390,11 @@ fn answer_line(state: &MockState, spec: &ModelSpec, req: &Value) -> Result<Vec<u
             stats.usage.add(u);
         }
         let at_ms = state.elapsed_ms();
-        let entry = stats
-            .fingerprints
-            .entry(fp_hex.clone())
-            .or_insert_with(|| RequestLog { model: spec.id.clone(), ..RequestLog::default() });
+        let entry = stats.fingerprints.entry(fp_hex.clone()).or_insert_with(|| RequestLog {
+            model: spec.id.clone(),
+            prompt: parsed_prompt.clone(),
+            ..RequestLog::default()
+        });
         entry.count += 1;
         if outcome == "image" {
             entry.successes += 1;

@@ -30,7 +30,8 @@ pub(crate) async fn stats(State(state): State<Arc<MockState>>) -> Json<Stats> {
 
 /// `POST /_stats/reset`
 pub(crate) async fn reset_stats(State(state): State<Arc<MockState>>) -> StatusCode {
-    *state.stats() = Stats::default();
+    let mut stats = state.stats();
+    *stats = Stats { started_unix_ms: stats.started_unix_ms, ..Stats::default() };
     StatusCode::NO_CONTENT
 }
 
@@ -77,7 +78,8 @@ fn check_auth(
     headers: &HeaderMap,
     query: &std::collections::HashMap<String, String>,
 ) -> Result<(), Response> {
-    let header_key = headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned).filter(|k| !k.is_empty());
+    let header_key =
+        headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned).filter(|k| !k.is_empty());
     let query_key = query.get("key").cloned().filter(|k| !k.is_empty());
     {
         let mut stats = state.stats();
@@ -137,6 +139,7 @@ pub(crate) fn error(code: u16, status: &str, message: &str, details: Option<Valu
 }
 
 struct Call {
+    prompt: String,
     fingerprint: [u8; 32],
     fp_hex: String,
     nth: u32,
@@ -153,7 +156,8 @@ async fn generate_content(state: Arc<MockState>, spec: ModelSpec, body: Bytes) -
         *n += 1;
         *n - 1
     };
-    let call = Call {
+    let mut call = Call {
+        prompt: String::new(),
         fingerprint,
         fp_hex: hex::encode(&fingerprint[..16]),
         nth,
@@ -175,6 +179,7 @@ async fn generate_content(state: Arc<MockState>, spec: ModelSpec, body: Bytes) -
             return error(400, "INVALID_ARGUMENT", &invalid.0, None);
         }
     };
+    call.prompt = req.last_user_text.chars().take(120).collect();
     let directives = Directives::parse(&req.last_user_text);
     let mut rng = request_rng(state.config.seed, &fingerprint, nth);
 
@@ -677,10 +682,11 @@ fn record(
         }
         _ => {}
     }
-    let log = stats
-        .fingerprints
-        .entry(call.fp_hex.clone())
-        .or_insert_with(|| RequestLog { model: call.model.clone(), ..RequestLog::default() });
+    let log = stats.fingerprints.entry(call.fp_hex.clone()).or_insert_with(|| RequestLog {
+        model: call.model.clone(),
+        prompt: call.prompt.clone(),
+        ..RequestLog::default()
+    });
     log.count += 1;
     if outcome == "image" {
         log.successes += 1;

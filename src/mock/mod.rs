@@ -103,7 +103,12 @@ impl MockState {
         MockState {
             config,
             images: images::ImageCache::default(),
-            stats: Mutex::new(Stats::default()),
+            stats: Mutex::new(Stats {
+                started_unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+                ..Stats::default()
+            }),
             seen: Mutex::new(HashMap::new()),
             windows: Mutex::new(HashMap::new()),
             daily: Mutex::new(HashMap::new()),

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Stats {
+    /// When the emulator started (milliseconds since the Unix epoch): `at_ms` values are relative
+    /// to it.
+    pub started_unix_ms: f64,
     pub requests: u64,
     pub by_status: BTreeMap<String, u64>,
     pub by_model: BTreeMap<String, u64>,
@@ -59,6 +62,8 @@ impl UsageTotals {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RequestLog {
     pub model: String,
+    /// The start of the request's last user turn, to tell requests apart in tests.
+    pub prompt: String,
     pub count: u64,
     /// Delivered 200s with an image.
     pub successes: u64,

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::schema::{Breakdown, Costs, Drift, Latency, REPORT_VERSION, Report, RunInfo, TaskCounts, TaskEntry, Tokens};
 use crate::catalog::{TokenCounts, Usd};
-use crate::checkpoint::records::{AttemptRecord, Record, TaskRecord, TaskStatus, now};
+use crate::checkpoint::records::{AttemptRecord, Record, SentRecord, TaskRecord, TaskStatus, now};
 use crate::checkpoint::snapshot::{PlanSnapshot, SnapshotTask};
 
 /// The outcome of one planned task as the journal tells it.
@@ -12,6 +12,8 @@ use crate::checkpoint::snapshot::{PlanSnapshot, SnapshotTask};
 pub struct TaskOutcome<'a> {
     pub record: Option<&'a TaskRecord>,
     pub attempts: Vec<&'a AttemptRecord>,
+    /// Requests sent without an outcome (interrupted runs, or in flight): possibly billed.
+    pub unanswered: Vec<&'a SentRecord>,
     /// `succeeded`, `failed`, `no_image`, `skipped`, `pending`.
     pub status: &'static str,
 }
@@ -22,9 +24,16 @@ pub fn outcomes<'a>(snapshot: &PlanSnapshot, records: &'a [Record]) -> Vec<TaskO
         snapshot.tasks.iter().enumerate().map(|(i, t)| ((t.id.as_str(), t.fp.as_str()), i)).collect();
     let by_fp: HashMap<&str, usize> = snapshot.tasks.iter().enumerate().map(|(i, t)| (t.fp.as_str(), i)).collect();
     let mut out: Vec<TaskOutcome<'a>> = vec![TaskOutcome::default(); snapshot.tasks.len()];
+    let mut sent: HashMap<(&str, u32), (usize, &'a SentRecord)> = HashMap::new();
     for record in records {
         match record {
+            Record::Sent(s) => {
+                if let Some(&i) = index.get(&(s.id.as_str(), s.fp.as_str())).or_else(|| by_fp.get(s.fp.as_str())) {
+                    sent.insert((s.fp.as_str(), s.n), (i, s));
+                }
+            }
             Record::Task(t) => {
+                sent.remove(&(t.fp.as_str(), t.attempts));
                 let i = index.get(&(t.id.as_str(), t.fp.as_str())).or_else(|| {
                     // A success found by fingerprint (ids can change when an axis gains a value).
                     (t.status == TaskStatus::Succeeded).then(|| by_fp.get(t.fp.as_str())).flatten()
@@ -34,12 +43,16 @@ pub fn outcomes<'a>(snapshot: &PlanSnapshot, records: &'a [Record]) -> Vec<TaskO
                 }
             }
             Record::Attempt(a) => {
+                sent.remove(&(a.fp.as_str(), a.n));
                 if let Some(&i) = index.get(&(a.id.as_str(), a.fp.as_str())).or_else(|| by_fp.get(a.fp.as_str())) {
                     out[i].attempts.push(a);
                 }
             }
             _ => {}
         }
+    }
+    for (i, s) in sent.into_values() {
+        out[i].unanswered.push(s);
     }
     for (i, o) in out.iter_mut().enumerate() {
         o.status = match o.record.map(|r| r.status) {
@@ -167,6 +180,9 @@ fn task_entry(task: &SnapshotTask, outcome: &TaskOutcome<'_>) -> TaskEntry {
         cost += a.billed_usd;
         possibly += a.possibly_billed_usd;
     }
+    for s in &outcome.unanswered {
+        possibly += s.estimate_usd;
+    }
     if let Some(r) = record {
         actual.add(&r.usage);
         cost += r.cost_usd;
@@ -219,12 +235,14 @@ impl Acc {
         if let Some(class) = &entry.error_class {
             *b.failed_by_class.entry(class.clone()).or_default() += 1;
         }
-        let requests = outcome.attempts.len() as u64
+        let requests = (outcome.attempts.len() + outcome.unanswered.len()) as u64
             + u64::from(outcome.record.is_some_and(|r| r.error.as_ref().is_none_or(|e| e.class != "input_missing")));
         b.requests += requests;
         b.retries += requests.saturating_sub(1);
-        b.possibly_billed_attempts +=
-            outcome.attempts.iter().filter(|a| !a.possibly_billed_usd.is_zero()).count() as u64;
+        b.possibly_billed_attempts += outcome.attempts.iter().filter(|a| !a.possibly_billed_usd.is_zero()).count()
+            as u64
+            + outcome.unanswered.len() as u64;
+
         b.tokens.estimated.add(&task.est);
         let a = &entry.tokens.actual;
         b.tokens.actual.add(&TokenCounts {

@@ -29,7 +29,11 @@ fn check_invariants(stats: &Stats) {
 }
 
 fn events(stats: &Stats) -> Vec<Vec<String>> {
-    stats.fingerprints.values().map(|l| l.events.iter().map(|e| format!("{}:{}", e.status, e.outcome)).collect()).collect()
+    stats
+        .fingerprints
+        .values()
+        .map(|l| l.events.iter().map(|e| format!("{}:{}", e.status, e.outcome)).collect())
+        .collect()
 }
 
 #[test]
@@ -107,7 +111,8 @@ fn lost_connections_are_possibly_billed_and_retried() {
     assert_eq!((stats.dropped, stats.truncated), (1, 1));
     check_invariants(&stats);
     // The journal keeps each unknown outcome with its possible cost.
-    let unknown: Vec<_> = ws.journal().into_iter().filter(|r| r["t"] == "attempt" && r["class"] == "outcome_unknown").collect();
+    let unknown: Vec<_> =
+        ws.journal().into_iter().filter(|r| r["t"] == "attempt" && r["class"] == "outcome_unknown").collect();
     assert_eq!(unknown.len(), 2);
     assert!(unknown.iter().all(|r| r["possibly_billed_usd"].as_f64().unwrap() > 0.0));
 }
@@ -130,7 +135,10 @@ fn timeouts_are_unknown_outcomes_retried_within_policy() {
 #[test]
 fn a_200_without_an_image_is_its_own_outcome_with_the_text_kept() {
     let ws = Workspace::new();
-    ws.write("m.yaml", &manifest(&["a [[mock:safety]]", "b [[mock:text-only]]", "c [[mock:blocked]]", "d [[mock:no-image]]"], FAST));
+    ws.write(
+        "m.yaml",
+        &manifest(&["a [[mock:safety]]", "b [[mock:text-only]]", "c [[mock:blocked]]", "d [[mock:no-image]]"], FAST),
+    );
     let emulator = Emulator::start(MockConfig::default());
     let out = ws.run(&emulator, "m.yaml", &[]);
     assert_code(&out, 1);
@@ -152,7 +160,10 @@ fn a_200_without_an_image_is_its_own_outcome_with_the_text_kept() {
 #[test]
 fn no_image_is_retried_when_the_manifest_asks() {
     let ws = Workspace::new();
-    ws.write("m.yaml", &manifest(&["a [[mock:safety=1]]"], "{ attempts: 3, initial: 50ms, max: 100ms, on_no_image: true }"));
+    ws.write(
+        "m.yaml",
+        &manifest(&["a [[mock:safety=1]]"], "{ attempts: 3, initial: 50ms, max: 100ms, on_no_image: true }"),
+    );
     let emulator = Emulator::start(MockConfig::default());
     let out = ws.run(&emulator, "m.yaml", &[]);
     assert_code(&out, 0);
@@ -216,7 +227,8 @@ fn the_budget_is_never_crossed() {
 #[test]
 fn fail_fast_stops_at_the_first_failure() {
     let ws = Workspace::new();
-    let prompts: Vec<String> = std::iter::once("bad [[mock:fail=400x9]]".to_owned()).chain((0..10).map(|i| format!("p{i}"))).collect();
+    let prompts: Vec<String> =
+        std::iter::once("bad [[mock:fail=400x9]]".to_owned()).chain((0..10).map(|i| format!("p{i}"))).collect();
     let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
     ws.write("m.yaml", &manifest(&refs, FAST));
     let emulator = Emulator::start(MockConfig::default());

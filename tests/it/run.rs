@@ -141,7 +141,10 @@ jobs:
 #[test]
 fn an_invalid_ratio_for_a_model_is_refused_before_anything_is_sent() {
     let ws = Workspace::new();
-    ws.write("m.yaml", "version: 1\njobs:\n  a:\n    model: gemini-3-pro-image-preview\n    prompt: hi\n    sizes: [\"8:1@2K\"]\n");
+    ws.write(
+        "m.yaml",
+        "version: 1\njobs:\n  a:\n    model: gemini-3-pro-image-preview\n    prompt: hi\n    sizes: [\"8:1@2K\"]\n",
+    );
     let emulator = Emulator::start(MockConfig::default());
     let out = ws.run(&emulator, "m.yaml", &[]);
     assert_code(&out, 3);
