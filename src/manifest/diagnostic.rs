@@ -97,12 +97,15 @@ fn write_snippet(f: &mut fmt::Formatter<'_>, p: Position, line: &str) -> fmt::Re
     let shown: String = line.chars().take(160).collect();
     let col = (p.column.max(1) - 1) as usize;
     let prefix: String = shown.chars().take(col).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-    let token_len = shown
-        .chars()
-        .skip(col)
-        .take_while(|c| !c.is_whitespace() && !matches!(c, ':' | ',' | ']' | '}'))
-        .count()
-        .max(1);
+    let rest: Vec<char> = shown.chars().skip(col).collect();
+    let token_len = match rest.first() {
+        // A quoted scalar: underline up to the closing quote.
+        Some(&q @ ('"' | '\'')) => rest.iter().skip(1).position(|c| *c == q).map_or(rest.len(), |end| end + 2),
+        Some('[' | '{') => 1,
+        _ => rest.iter().take_while(|c| !c.is_whitespace() && !matches!(c, ':' | ',' | ']' | '}')).count(),
+    }
+    .max(1);
+
     writeln!(f, "{pad} |")?;
     writeln!(f, "{number} | {shown}")?;
     writeln!(f, "{pad} | {prefix}{}", "^".repeat(token_len))

@@ -31,7 +31,13 @@ pub fn parse(file: &Path, source: &str) -> Result<Parsed, Diagnostics> {
                 .with_help("put data rows in a CSV file and point `vars:` at it");
         return Err(Diagnostics(vec![d]));
     }
+    if source.trim().is_empty() {
+        let d = Diagnostic::error(file, "the manifest is empty")
+            .with_help("start with `version: 1` and a `jobs:` section, or run `nanobatch init`");
+        return Err(Diagnostics(vec![d]));
+    }
     let index = LocationIndex::build(source);
+
     let mut ignored: Vec<String> = Vec::new();
     let mut error_path: Option<String> = None;
     let result = serde_saphyr::with_deserializer_from_str_with_options(source, yaml_options(), |de| {
@@ -75,26 +81,35 @@ fn yaml_error(file: &Path, source: &str, error: &serde_saphyr::Error, path: Opti
         .map(|l| Position { line: l.line() as u32, column: l.column().max(1) as u32 });
     let message = plain_message(&error.without_snippet().to_string());
     let mut d = Diagnostic::error(file, message).at(position, source);
-    if let Some(path) = path.filter(|p| !p.is_empty() && *p != "?") {
+    if let Some(path) = path.map(|p| p.trim_end_matches(".?")).filter(|p| !p.is_empty() && *p != "?" && *p != ".") {
         d = d.with_context(path.to_owned());
     }
+
     d
 }
 
-/// serde-saphyr prefixes `line N column M:`; the diagnostic shows the position itself.
+/// serde-saphyr puts the position in the text (`line N column M: …`, `… at line N, column M`);
+/// the diagnostic shows the position itself, so it is cut out.
 fn plain_message(text: &str) -> String {
     let first = text.lines().next().unwrap_or(text).trim();
-    let stripped = match first.strip_prefix("error: ") {
-        Some(rest) => rest,
-        None => first,
-    };
-    if let Some(rest) = stripped.strip_prefix("line ")
+    let mut message = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+    if let Some(rest) = message.strip_prefix("line ")
         && let Some(colon) = rest.find(": ")
         && rest[..colon].contains("column")
     {
-        return rest[colon + 2..].to_owned();
+        message = rest[colon + 2..].to_owned();
     }
-    stripped.to_owned()
+    if let Some(at) = message.find(" at line ") {
+        message.truncate(at);
+    }
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest).trim();
+        return format!("`{key}` is set twice in the same map; keep one");
+    }
+    if message.starts_with("budget breached") {
+        return "the YAML expands to too much data (aliases nested too deep or too many nodes); this looks like an alias bomb".to_owned();
+    }
+    message
 }
 
 fn ignored_path(path: &serde_ignored::Path<'_>) -> String {

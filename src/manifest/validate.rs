@@ -409,7 +409,7 @@ impl Validator<'_> {
             RawVars::Csv(csv) => {
                 if csv.contains("://") {
                     self.rep.value(&path, format!("`{csv}` is a URL; `vars` must be a local CSV file"), None);
-                    return Rows::none();
+                    return Rows { unreadable: true, ..Rows::none() };
                 }
                 let shown = PathBuf::from(csv);
                 match load_csv(&self.dir.join(csv), &shown) {
@@ -422,22 +422,27 @@ impl Validator<'_> {
                             }
                             self.rep.push(d);
                         }
-                        return Rows::none();
+                        return Rows { unreadable: true, ..Rows::none() };
                     }
                 }
             }
             RawVars::Inline(list) => {
                 if list.is_empty() {
                     self.rep.value(&path, "`vars` is an empty list", Some("add rows, or remove `vars`".into()));
-                    return Rows::none();
+                    return Rows { unreadable: true, ..Rows::none() };
                 }
                 let (columns, rows) = inline_rows(list);
                 (RowSource::Inline, columns, rows)
             }
         };
         let key_column = self.key_column(job, key, &columns, &source);
-        let mut rows =
-            Rows { source, columns: Arc::from(columns), key_column, rows: Vec::with_capacity(raw_rows.len()) };
+        let mut rows = Rows {
+            source,
+            columns: Arc::from(columns),
+            key_column,
+            rows: Vec::with_capacity(raw_rows.len()),
+            unreadable: false,
+        };
         let mut seen: HashMap<Arc<str>, u32> = HashMap::with_capacity(raw_rows.len());
         let mut problems = 0usize;
         for (line, values) in raw_rows {
@@ -968,7 +973,12 @@ impl Validator<'_> {
     }
 
     fn check_variables(&mut self, path: &str, template: &Template, rows: &Rows) {
+        if rows.unreadable {
+            // The rows could not be read; that problem is reported, not its consequences.
+            return;
+        }
         let used = self.templates.variables(template);
+
         for var in used {
             if BUILTIN_VARS.contains(&var.as_str()) {
                 continue;
@@ -1109,6 +1119,18 @@ impl Validator<'_> {
                     Ok(r) => r,
                     Err(_) => continue, // undefined variables are reported by check_variables
                 };
+                if !template.is_literal() && escapes_directory(&rendered) {
+                    let count = problems.entry(path.clone()).or_default();
+                    *count += 1;
+                    if *count <= MAX_PER_ITEM {
+                        self.rep.value(
+                            path,
+                            format!("reference path `{rendered}` (for {}) leaves the manifest's directory", rows.describe_row(row)),
+                            Some("a value from `vars` may not contain `..` or an absolute path; move the images under the manifest's directory".into()),
+                        );
+                    }
+                    continue;
+                }
                 match self.expand(&rendered, *kind) {
                     Ok(found) => files.extend(found),
                     Err(message) => {
@@ -1591,6 +1613,16 @@ impl Validator<'_> {
             );
         }
     }
+}
+
+/// A path with `..`, a root or a drive: rendered from a variable, it could read anything.
+fn escapes_directory(rendered: &str) -> bool {
+    let p = Path::new(rendered);
+    p.is_absolute()
+        || rendered.starts_with('/')
+        || rendered.starts_with('\\')
+        || rendered.split(['/', '\\']).any(|c| c == "..")
+        || (rendered.len() >= 2 && rendered.as_bytes()[1] == b':')
 }
 
 fn line_label(source: &RowSource, line: u32) -> String {

@@ -32,6 +32,9 @@ pub struct Rows {
     pub columns: Arc<[Arc<str>]>,
     pub key_column: Option<usize>,
     pub rows: Vec<Row>,
+    /// The job's `vars` could not be read (the problem is reported); checks that depend on the
+    /// rows are skipped.
+    pub unreadable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +54,7 @@ impl Rows {
             columns: Arc::from(Vec::new()),
             key_column: None,
             rows: vec![Row { key: Arc::from(""), values: Arc::from(Vec::new()), line: 0 }],
+            unreadable: false,
         }
     }
 

@@ -296,11 +296,20 @@ impl Expander<'_> {
         }
         let collision = collision_key(&output);
         if let Some(&other) = self.outputs.get(&collision) {
-            let other_id = self.tasks[other as usize].id.clone();
+            let other_task = &self.tasks[other as usize];
+            let help = if *other_task.output != *output {
+                format!(
+                    "`{}` and `{output}` differ only in letter case, which macOS and Windows file systems do not tell apart; make the names differ",
+                    other_task.output
+                )
+            } else {
+                "put every axis with several values in the output name (e.g. {{ ratio }}, {{ size }}, {{ model }}, v{{ variant }})".to_owned()
+            };
+            let other_id = other_task.id.clone();
             self.diags.push(
                 manifest
                     .diagnostic(&job.output_path, format!("tasks `{other_id}` and `{id}` would both write `{output}`"))
-                    .with_help("put every axis with several values in the output name (e.g. {{ ratio }}, {{ size }}, {{ model }}, v{{ variant }})"),
+                    .with_help(help),
             );
             return None;
         }

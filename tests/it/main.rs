@@ -1,6 +1,7 @@
 //! The integration tests: one binary (see ARCHITECTURE.md), modules by area.
 
 mod faults;
+mod invalid;
 mod resume;
 mod run;
 mod support;
