@@ -252,7 +252,7 @@ mod tests {
     fn duplicate_keys_are_rejected() {
         let src = "version: 1\njobs:\n  a:\n    prompt: hi\n    prompt: again\n";
         let err = parse(Path::new("m.yaml"), src).unwrap_err();
-        assert!(err.to_string().contains("duplicate"), "{err}");
+        assert!(err.to_string().contains("is set twice"), "{err}");
     }
 
     #[test]
