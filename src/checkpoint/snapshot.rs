@@ -61,7 +61,7 @@ pub struct SnapshotTask {
     pub ref_set: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
-    #[serde(default, skip_serializing_if = "is_one")]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
     pub variant: u32,
     pub model: String,
     pub ratio: String,
@@ -82,6 +82,10 @@ pub struct SnapshotTask {
     pub vars: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refs: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn is_one(v: &u32) -> bool {

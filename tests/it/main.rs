@@ -2,6 +2,7 @@
 
 mod faults;
 mod invalid;
+mod report;
 mod resume;
 mod run;
 mod support;
