@@ -102,6 +102,10 @@ pub struct Estimates {
     pub thinking_tokens: BTreeMap<String, u32>,
     /// Caption tokens when TEXT is among the response modalities.
     pub text_output_tokens: u32,
+    /// Tokens of the thought summary returned with `include_thoughts` (billed as thinking;
+    /// replayed as input text in the next turn of a conversation).
+    #[serde(default)]
+    pub thought_summary_tokens: u32,
 }
 
 /// Token counts of one request, split the way they are billed.

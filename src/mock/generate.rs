@@ -461,12 +461,16 @@ pub(crate) fn answer(
 
     let mut parts = Vec::new();
     if req.include_thoughts {
-        parts.push(json!({"text": "**Composing the scene**\nI'm planning the layout, the light and the palette before drawing.", "thought": true}));
+        let summary = text_of_tokens(
+            "**Composing the scene**\nI'm planning the layout, the light and the palette before drawing. ",
+            u64::from(spec.estimates.thought_summary_tokens),
+        );
+        parts.push(json!({"text": summary, "thought": true}));
     }
     let mut caption_tokens = 0;
     if req.wants_text {
         caption_tokens = u64::from(spec.estimates.text_output_tokens);
-        let caption = caption_of_tokens(caption_tokens);
+        let caption = text_of_tokens("Here is the image you asked for, composed as described. ", caption_tokens);
         let mut part = json!({"text": caption});
         if gemini3 {
             part["thoughtSignature"] = json!(signature::sign(&state.secret, caption.as_bytes()));
@@ -563,10 +567,10 @@ fn grounding_json(image_search: bool) -> Value {
     })
 }
 
-/// A caption of exactly `tokens` tokens by the `ceil(bytes / 4)` rule.
-fn caption_of_tokens(tokens: u64) -> String {
-    let base = "Here is the image you asked for, composed as described. ";
+/// A text of exactly `tokens` tokens by the `ceil(bytes / 4)` rule, repeating `base`.
+fn text_of_tokens(base: &str, tokens: u64) -> String {
     let want = (tokens * 4) as usize;
+
     let mut s = String::with_capacity(want);
     while s.len() < want {
         s.push_str(base);

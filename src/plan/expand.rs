@@ -209,13 +209,16 @@ impl Expander<'_> {
         }
 
         let output = self.output_name(job, &builtins, c, row)?;
+        // Ids name the conversation by its first size, so that every step of one conversation
+        // shares it even when a later step changes the size.
+        let axis = &job.sizes[c.size as usize];
         let id = task_id(
             job,
             &row.key,
             &prompt_name,
             &set.name,
-            &ratio,
-            &size_name,
+            &axis.ratio,
+            axis.size_for(&spec.default_size),
             model_id,
             c.variant,
             step_name.as_deref(),
@@ -315,8 +318,19 @@ impl Expander<'_> {
         }
         self.outputs.insert(collision, index);
 
-        let next =
-            History { task: Some(index), text_tokens: input_text + tokens.output_text, images: input_images + 1 };
+        // The next turn replays this one: its prompt, the model's caption and, when thoughts
+        // are returned, their summary.
+        let thought_summary = if job.generation.include_thoughts == Some(true) {
+            u64::from(spec.estimates.thought_summary_tokens)
+        } else {
+            0
+        };
+        let next = History {
+            task: Some(index),
+            text_tokens: input_text + tokens.output_text + thought_summary,
+            images: input_images + 1,
+        };
+
         self.tasks.push(Task {
             id: id.into_boxed_str(),
             job: j as u32,
