@@ -127,7 +127,7 @@ impl HttpApi {
         });
         ApiError::Status {
             http_status,
-            status: RpcStatus { message: redact_text(&status.message), ..status },
+            status: Box::new(RpcStatus { message: redact_text(&status.message), ..status }),
             retry_after,
         }
     }

@@ -29,7 +29,7 @@ pub struct RawReply {
 pub enum ApiError {
     /// The server answered with an error status (`google.rpc.Status` body when it has one).
     #[error("HTTP {http_status}: {}", status.message)]
-    Status { http_status: u16, status: RpcStatus, retry_after: Option<Duration> },
+    Status { http_status: u16, status: Box<RpcStatus>, retry_after: Option<Duration> },
     /// The request never left: connection refused, DNS, TLS handshake. Not billed.
     #[error("could not connect: {0}")]
     Connect(String),

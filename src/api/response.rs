@@ -112,11 +112,11 @@ fn reply_from(response: GenerateContentResponse<'_>) -> Reply<'_> {
     for part in parts {
         read_part(part, &mut reply, &mut last_any_image);
     }
-    if reply.image.is_none() {
-        if let Some(img) = last_any_image {
-            reply.thought_images = reply.thought_images.saturating_sub(1);
-            reply.image = Some(img);
-        }
+    if reply.image.is_none()
+        && let Some(img) = last_any_image
+    {
+        reply.thought_images = reply.thought_images.saturating_sub(1);
+        reply.image = Some(img);
     }
     reply
 }

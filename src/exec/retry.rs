@@ -106,7 +106,7 @@ mod tests {
     use crate::manifest::model::RetryPolicy;
 
     fn status(code: u16) -> ApiError {
-        ApiError::Status { http_status: code, status: RpcStatus::default(), retry_after: None }
+        ApiError::Status { http_status: code, status: Box::default(), retry_after: None }
     }
 
     #[test]
@@ -118,19 +118,19 @@ mod tests {
         assert_eq!(classify(&status(403)), FailureClass::Auth);
         let key = ApiError::Status {
             http_status: 400,
-            status: RpcStatus { reason: Some("API_KEY_INVALID".into()), ..RpcStatus::default() },
+            status: Box::new(RpcStatus { reason: Some("API_KEY_INVALID".into()), ..RpcStatus::default() }),
             retry_after: None,
         };
         assert_eq!(classify(&key), FailureClass::Auth);
         let daily = ApiError::Status {
             http_status: 429,
-            status: RpcStatus {
+            status: Box::new(RpcStatus {
                 quota: vec![QuotaViolation {
                     quota_id: Some("GenerateRequestsPerDayPerProjectPerModel".into()),
                     ..Default::default()
                 }],
                 ..RpcStatus::default()
-            },
+            }),
             retry_after: None,
         };
         assert_eq!(classify(&daily), FailureClass::DailyQuota);

@@ -16,6 +16,7 @@ use serde_untagged::UntaggedEnumVisitor;
 
 /// A nanobatch manifest (version 1).
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Manifest", title = "nanobatch manifest")]
 pub struct RawManifest {
     /// Format version of this file. Always `1`.
     pub version: u32,
@@ -49,6 +50,7 @@ pub struct RawManifest {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawEndpoint {
     /// Base URL, e.g. `https://generativelanguage.googleapis.com` or a proxy's.
     #[serde(default)]
@@ -73,6 +75,7 @@ pub enum RawAuth {
 
 /// Defaults for every job.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawDefaults {
     /// Model id, e.g. `gemini-3.1-flash-image-preview`.
     #[serde(default)]
@@ -113,6 +116,7 @@ pub struct RawDefaults {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawLimits {
     /// Requests in flight at once (`-j` overrides). Default 8.
     #[serde(default)]
@@ -126,6 +130,7 @@ pub struct RawLimits {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRate {
     /// Requests per minute.
     #[serde(default)]
@@ -136,6 +141,7 @@ pub struct RawRate {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRetry {
     /// Attempts per task in total, the first included. Default 6.
     #[serde(default)]
@@ -158,6 +164,7 @@ pub struct RawRetry {
 
 /// A catalogue row to add, or fields to override on a known model.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawModel {
     pub id: String,
     /// For a new id: the catalogue row to start from.
@@ -185,6 +192,7 @@ pub struct RawModel {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawModelSize {
     pub name: String,
     /// Sent as `imageSize`; omit to send nothing.
@@ -196,6 +204,7 @@ pub struct RawModelSize {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawPrices {
     #[serde(default)]
     pub input: Option<f64>,
@@ -208,6 +217,7 @@ pub struct RawPrices {
 /// One job: a matrix of prompts × rows × reference sets × sizes × models × repeat, or a
 /// multi-turn conversation (`steps`) per instance.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawJob {
     /// Free text, shown in the report.
     #[serde(default)]
@@ -264,6 +274,7 @@ pub struct RawJob {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawStep {
     /// The user's turn (a template).
     pub prompt: String,

@@ -417,7 +417,7 @@ impl Validator<'_> {
                     Err(problems) => {
                         for mut d in problems {
                             if d.position.is_none() {
-                                d = d.with_context(format!("{path}")).at(self.rep.index.value(&path), self.rep.source);
+                                d = d.with_context(path.clone()).at(self.rep.index.value(&path), self.rep.source);
                                 d.file = self.rep.file.to_path_buf();
                             }
                             self.rep.push(d);
@@ -1054,7 +1054,7 @@ impl Validator<'_> {
                     self.file_ref(&format!("{p}.path"), text, ref_kind(*kind), rows, &mut items)
                 }
                 RawRef::From(f) => {
-                    if !job_names.iter().any(|n| *n == f.from) {
+                    if !job_names.contains(&f.from) {
                         let help = match closest(&f.from, job_names) {
                             Some(b) => format!("did you mean `{b}`? jobs: {}", job_names.join(", ")),
                             None => format!("jobs: {}", job_names.join(", ")),

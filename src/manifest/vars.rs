@@ -81,11 +81,11 @@ impl Rows {
     }
 }
 
+/// Column names, and rows as (line, one value per column).
+pub type RawRows = (Vec<Arc<str>>, Vec<(u32, Vec<Option<Arc<str>>>)>);
+
 /// Reads a CSV file into rows. Returns the problems found instead when there are any.
-pub fn load_csv(
-    path: &Path,
-    shown: &Path,
-) -> Result<(Vec<Arc<str>>, Vec<(u32, Vec<Option<Arc<str>>>)>), Vec<Diagnostic>> {
+pub fn load_csv(path: &Path, shown: &Path) -> Result<RawRows, Vec<Diagnostic>> {
     let err = |msg: String| vec![Diagnostic::error(shown, msg)];
     let meta = fsutil::metadata(path)
         .map_err(|e| err(format!("cannot read CSV file {}: {}", shown.display(), fsutil::io_reason(&e))))?;
@@ -230,7 +230,7 @@ fn csv_diag(shown: &Path, position: Option<Position>, message: String) -> Diagno
 }
 
 /// Inline rows: the union of their keys is the column list, in first-seen order.
-pub fn inline_rows(rows: &[IndexMap<String, String>]) -> (Vec<Arc<str>>, Vec<(u32, Vec<Option<Arc<str>>>)>) {
+pub fn inline_rows(rows: &[IndexMap<String, String>]) -> RawRows {
     let mut columns: Vec<Arc<str>> = Vec::new();
     for row in rows {
         for key in row.keys() {

@@ -166,7 +166,7 @@ pub(crate) async fn get_batch(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = check_auth(&state, &headers, &query) {
-        return r;
+        return *r;
     }
     match current(&state, &id) {
         Some(v) => Json(v).into_response(),
@@ -182,7 +182,7 @@ pub(crate) async fn list_batches(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = check_auth(&state, &headers, &query) {
-        return r;
+        return *r;
     }
     let ids: Vec<String> = state.batch.lock().jobs.keys().cloned().collect();
     let ops: Vec<Value> = ids.iter().filter_map(|id| current(&state, id)).collect();
@@ -197,7 +197,7 @@ pub(crate) async fn post_batch(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = check_auth(&state, &headers, &query) {
-        return r;
+        return *r;
     }
     let Some(id) = action.strip_suffix(":cancel") else {
         return error(404, "NOT_FOUND", "unknown batch method", None);
@@ -222,7 +222,7 @@ pub(crate) async fn delete_batch(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = check_auth(&state, &headers, &query) {
-        return r;
+        return *r;
     }
     match state.batch.lock().jobs.remove(&id) {
         Some(_) => Json(json!({})).into_response(),
@@ -492,7 +492,7 @@ pub(crate) async fn upload_start(
     body: Bytes,
 ) -> Response {
     if let Err(r) = check_auth(&state, &headers, &query) {
-        return r;
+        return *r;
     }
     let command = headers.get("x-goog-upload-command").and_then(|v| v.to_str().ok()).unwrap_or("");
     if !command.contains("start") {
@@ -537,7 +537,7 @@ pub(crate) async fn upload_data(
     body: Bytes,
 ) -> Response {
     if let Err(r) = check_auth(&state, &headers, &query) {
-        return r;
+        return *r;
     }
     let command = headers.get("x-goog-upload-command").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let offset: usize =
@@ -595,7 +595,7 @@ pub(crate) async fn download(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = check_auth(&state, &headers, &query) {
-        return r;
+        return *r;
     }
     let action = params.get("file_action").cloned().unwrap_or_default();
     let id = action.strip_suffix(":download").unwrap_or(&action);

@@ -45,7 +45,7 @@ pub(crate) async fn model_action(
 ) -> Response {
     if let Err(resp) = check_auth(&state, &headers, &query) {
         count_rejected(&state, resp.status().as_u16());
-        return resp;
+        return *resp;
     }
     let (model, action) = model_action.split_once(':').unwrap_or((&model_action, ""));
     let model = model.strip_prefix("models/").unwrap_or(model);
@@ -77,7 +77,7 @@ fn check_auth(
     state: &MockState,
     headers: &HeaderMap,
     query: &std::collections::HashMap<String, String>,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     let header_key =
         headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned).filter(|k| !k.is_empty());
     let query_key = query.get("key").cloned().filter(|k| !k.is_empty());
@@ -91,15 +91,16 @@ fn check_auth(
     }
     let key = header_key.or(query_key);
     let Some(key) = key else {
-        return Err(error(
+        return Err(Box::new(error(
             403,
             "PERMISSION_DENIED",
             "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
             None,
-        ));
+        )));
     };
     let valid = match &state.config.api_keys {
-        Some(keys) => keys.iter().any(|k| *k == key),
+        Some(keys) => keys.contains(&key),
+
         None => true,
     };
     if valid {
@@ -116,15 +117,16 @@ fn check_auth(
                 "metadata": {"service": "generativelanguage.googleapis.com"}
             }]
         }});
-        Err((StatusCode::BAD_REQUEST, Json(body)).into_response())
+        Err(Box::new((StatusCode::BAD_REQUEST, Json(body)).into_response()))
     }
 }
 
+/// Auth for the batch and files routes: the error response when the key is wrong.
 pub(crate) fn check_auth_pub(
     state: &MockState,
     headers: &HeaderMap,
     query: &std::collections::HashMap<String, String>,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     check_auth(state, headers, query)
 }
 

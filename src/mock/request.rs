@@ -259,14 +259,16 @@ fn read_part(
 ) -> Result<(), Invalid> {
     let thought = get(part, "thought").and_then(Value::as_bool).unwrap_or(false);
     let sig = get(part, "thoughtSignature").and_then(Value::as_str);
-    if let Some(sig) = sig {
-        if STANDARD.decode(sig).is_err() && base64::engine::general_purpose::URL_SAFE.decode(sig).is_err() {
-            return Err(Invalid(format!(
-                "Invalid value at 'contents[{ci}].parts[{pi}].thought_signature' (TYPE_BYTES), Base64 decoding failed for \"{}\"",
-                sig.chars().take(40).collect::<String>()
-            )));
-        }
+    if let Some(sig) = sig
+        && STANDARD.decode(sig).is_err()
+        && base64::engine::general_purpose::URL_SAFE.decode(sig).is_err()
+    {
+        return Err(Invalid(format!(
+            "Invalid value at 'contents[{ci}].parts[{pi}].thought_signature' (TYPE_BYTES), Base64 decoding failed for \"{}\"",
+            sig.chars().take(40).collect::<String>()
+        )));
     }
+
     if let Some(text) = get(part, "text").and_then(Value::as_str) {
         req.text_tokens += (text.len() as u64).div_ceil(4);
         if last {
@@ -278,9 +280,9 @@ fn read_part(
         if role == "model"
             && spec.is_gemini3()
             && let Some(sig) = sig
+            && !signature::verify(secret, text.as_bytes(), sig)
         {
-            signature::verify(secret, text.as_bytes(), sig)
-                .map_err(|_| Invalid("Corrupted thought signature.".into()))?;
+            return Err(Invalid("Corrupted thought signature.".into()));
         }
     }
     let blob = get(part, "inlineData").and_then(Value::as_object);
@@ -310,8 +312,10 @@ fn read_part(
                     pi + 1
                 )));
             }
-            Some(sig) => signature::verify(secret, data.as_bytes(), sig)
-                .map_err(|_| Invalid("Corrupted thought signature.".into()))?,
+            Some(sig) if !signature::verify(secret, data.as_bytes(), sig) => {
+                return Err(Invalid("Corrupted thought signature.".into()));
+            }
+            Some(_) => {}
         }
     }
     if role == "user" {

@@ -23,15 +23,16 @@ pub fn sign_sampled(secret: &[u8], len: usize, head: &[u8], tail: &[u8]) -> Stri
     STANDARD.encode(bytes)
 }
 
-pub fn verify(secret: &[u8], payload: &[u8], signature: &str) -> Result<(), ()> {
+/// Whether `signature` is the one this emulator issued for `payload` (or a documented dummy).
+pub fn verify(secret: &[u8], payload: &[u8], signature: &str) -> bool {
     // The documented dummy values skip validation for history the model did not produce.
     if signature == "skip_thought_signature_validator" || signature == "context_engineering_is_the_way_to_go" {
-        return Ok(());
+        return true;
     }
-    let bytes = STANDARD.decode(signature).map_err(|_| ())?;
+    let Ok(bytes) = STANDARD.decode(signature) else { return false };
     let tail = &payload[payload.len().saturating_sub(TAIL)..];
     let want = digest(secret, payload.len(), &payload[..payload.len().min(HEAD)], tail);
-    if bytes.len() == 34 && bytes[..2] == [0x12, 0x20] && bytes[2..] == want { Ok(()) } else { Err(()) }
+    bytes.len() == 34 && bytes[..2] == [0x12, 0x20] && bytes[2..] == want
 }
 
 pub const HEAD: usize = 64;
@@ -54,8 +55,8 @@ mod tests {
     fn signatures_bind_to_their_part() {
         let s = sign(b"secret", b"payload one");
         assert!(s.starts_with('E'));
-        assert!(verify(b"secret", b"payload one", &s).is_ok());
-        assert!(verify(b"secret", b"payload two", &s).is_err());
-        assert!(verify(b"other", b"payload one", &s).is_err());
+        assert!(verify(b"secret", b"payload one", &s));
+        assert!(!verify(b"secret", b"payload two", &s));
+        assert!(!verify(b"other", b"payload one", &s));
     }
 }

@@ -103,7 +103,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -123,19 +123,6 @@ pub fn duration(d: std::time::Duration) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{duration, thousands};
-
-    #[test]
-    fn formats() {
-        assert_eq!(thousands(1234567), "1,234,567");
-        assert_eq!(thousands(12), "12");
-        assert_eq!(duration(std::time::Duration::from_secs(3725)), "1h02m");
-        assert_eq!(duration(std::time::Duration::from_secs(185)), "3m05s");
-    }
-}
-
 /// Asks a yes/no question on the terminal; anything but `y`/`yes` is no.
 #[allow(clippy::print_stderr)]
 pub fn confirm(printer: &Printer, question: &str) -> bool {
@@ -149,4 +136,17 @@ pub fn confirm(printer: &Printer, question: &str) -> bool {
         return false;
     }
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{duration, thousands};
+
+    #[test]
+    fn formats() {
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(duration(std::time::Duration::from_secs(3725)), "1h02m");
+        assert_eq!(duration(std::time::Duration::from_secs(185)), "3m05s");
+    }
 }

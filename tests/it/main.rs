@@ -6,4 +6,5 @@ mod invalid;
 mod report;
 mod resume;
 mod run;
+mod schemas;
 mod support;
