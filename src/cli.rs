@@ -139,6 +139,9 @@ pub struct RunArgs {
     /// In batch mode, run tasks of failed or expired batch jobs interactively.
     #[arg(long)]
     pub interactive_fallback: bool,
+    /// First wait before polling a batch job (grows ×1.5 up to 30s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub poll_interval: Option<std::time::Duration>,
     /// Skip report.html (report.json is always written).
     #[arg(long)]
     pub no_html: bool,
@@ -187,6 +190,12 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct CancelArgs {
     pub dir: PathBuf,
+    /// API base URL (default: the one the jobs were created at).
+    #[arg(long, env = env_vars::GOOGLE_GEMINI_BASE_URL)]
+    pub base_url: Option<String>,
+    /// Send the key as `?key=` (for proxies that need it).
+    #[arg(long)]
+    pub query_key: bool,
 }
 
 #[derive(Debug, Args)]

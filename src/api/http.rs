@@ -100,10 +100,6 @@ impl HttpApi {
         &self.client
     }
 
-    pub(crate) fn options(&self) -> &HttpOptions {
-        &self.options
-    }
-
     /// Sends a request and reads a 200 body, or maps the failure.
     pub(crate) async fn exchange(&self, request: RequestBuilder, max_body: u64) -> Result<RawReply, ApiError> {
         let started = Instant::now();

@@ -5,6 +5,7 @@
 //! decide on money: was the request ever sent, could it have been billed, did the server ask for
 //! a delay.
 
+pub mod batch;
 pub mod http;
 pub mod response;
 pub mod status;
@@ -81,4 +82,59 @@ impl ApiError {
 pub trait ImageApi: Send + Sync {
     /// `POST models/{model}:generateContent` with a ready JSON body.
     fn generate<'a>(&'a self, model: &'a str, body: Bytes) -> BoxFuture<'a, Result<RawReply, ApiError>>;
+}
+
+/// The Batch and Files APIs, for `--mode batch|auto`.
+pub trait BatchApi: Send + Sync {
+    fn create_inline<'a>(
+        &'a self,
+        model: &'a str,
+        display_name: &'a str,
+        requests: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<batch::Operation, ApiError>>;
+    fn upload<'a>(&'a self, display_name: &'a str, bytes: Bytes) -> BoxFuture<'a, Result<String, ApiError>>;
+    fn create_from_file<'a>(
+        &'a self,
+        model: &'a str,
+        display_name: &'a str,
+        file_name: &'a str,
+    ) -> BoxFuture<'a, Result<batch::Operation, ApiError>>;
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<batch::Operation, ApiError>>;
+    fn list(&self) -> BoxFuture<'_, Result<Vec<batch::Operation>, ApiError>>;
+    fn cancel<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ApiError>>;
+    fn download<'a>(&'a self, file_name: &'a str, path: &'a std::path::Path) -> BoxFuture<'a, Result<u64, ApiError>>;
+}
+
+impl BatchApi for http::HttpApi {
+    fn create_inline<'a>(
+        &'a self,
+        model: &'a str,
+        display_name: &'a str,
+        requests: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<batch::Operation, ApiError>> {
+        Box::pin(self.batch_create_inline(model, display_name, requests))
+    }
+    fn upload<'a>(&'a self, display_name: &'a str, bytes: Bytes) -> BoxFuture<'a, Result<String, ApiError>> {
+        Box::pin(self.upload_file(display_name, "application/jsonl", bytes))
+    }
+    fn create_from_file<'a>(
+        &'a self,
+        model: &'a str,
+        display_name: &'a str,
+        file_name: &'a str,
+    ) -> BoxFuture<'a, Result<batch::Operation, ApiError>> {
+        Box::pin(self.batch_create_from_file(model, display_name, file_name))
+    }
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<batch::Operation, ApiError>> {
+        Box::pin(self.batch_get(name))
+    }
+    fn list(&self) -> BoxFuture<'_, Result<Vec<batch::Operation>, ApiError>> {
+        Box::pin(self.batch_list())
+    }
+    fn cancel<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(self.batch_cancel(name))
+    }
+    fn download<'a>(&'a self, file_name: &'a str, path: &'a std::path::Path) -> BoxFuture<'a, Result<u64, ApiError>> {
+        Box::pin(self.download_file(file_name, path))
+    }
 }

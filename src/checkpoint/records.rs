@@ -29,6 +29,9 @@ pub enum Record {
     Sent(SentRecord),
     Attempt(AttemptRecord),
     Task(TaskRecord),
+    /// Written before a batch job is created: if the process dies before `BatchSubmitted`, the
+    /// next run looks the job up by its display name instead of creating it again.
+    BatchIntent(BatchIntent),
     BatchSubmitted(BatchSubmitted),
     BatchFinished(BatchFinished),
     End(EndRecord),
@@ -170,12 +173,33 @@ pub struct GroundingRecord {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BatchIntent {
+    /// Unique per job: `nanobatch-<run>-<n>`.
+    pub display_name: String,
+    pub model: String,
+    pub ids: Vec<String>,
+    #[serde(default)]
+    pub fps: Vec<String>,
+
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BatchSubmitted {
     /// `batches/…`
     pub name: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// Where the job lives (no key), so that `nanobatch cancel DIR` can reach it.
+    #[serde(default)]
+    pub base_url: String,
+
     pub model: String,
     /// Task ids in the job (each line's key is the task id).
     pub ids: Vec<String>,
+    /// Their fingerprints, in the same order.
+    #[serde(default)]
+    pub fps: Vec<String>,
     /// Uploaded input file, when the job used one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_file: Option<String>,

@@ -34,6 +34,8 @@ pub struct JournalState {
     /// Requests sent with no outcome recorded (the process died, or they are in flight): by
     /// (fingerprint, attempt number), with their estimate. Counted as possibly billed.
     pub unanswered: HashMap<(String, u32), Usd>,
+    /// Batch jobs about to be created when the process stopped (maybe created, maybe not).
+    pub batch_intents: HashMap<String, super::records::BatchIntent>,
 }
 
 impl JournalState {
@@ -79,7 +81,13 @@ impl JournalState {
                 }
                 self.latest.insert(t.id.clone(), t.clone());
             }
-            Record::BatchSubmitted(b) => self.batches.push(b.clone()),
+            Record::BatchIntent(i) => {
+                self.batch_intents.insert(i.display_name.clone(), i.clone());
+            }
+            Record::BatchSubmitted(b) => {
+                self.batch_intents.remove(&b.display_name);
+                self.batches.push(b.clone());
+            }
             Record::BatchFinished(b) => {
                 self.finished_batches.insert(b.name.clone(), b.state.clone());
             }

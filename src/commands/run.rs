@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::plan::{assess, print_plan};
 use super::{CommandError, CommandResult, load_and_plan, output_dir, resume_command};
-use crate::api::ImageApi;
 use crate::api::http::{AuthMode, Endpoint, HttpApi, HttpOptions};
+use crate::api::{BatchApi, ImageApi};
 use crate::catalog::Tier;
 use crate::checkpoint::RunDir;
 use crate::checkpoint::journal::{self, JournalWriter};
@@ -19,10 +19,11 @@ use crate::checkpoint::resume::{Decision, JournalState, strip_extension};
 use crate::checkpoint::snapshot::PlanSnapshot;
 use crate::checkpoint::store::OutputStore;
 use crate::cli::{Mode, RunArgs};
+use crate::exec::batch::{BatchLimits, BatchMode};
 use crate::exec::cancel::Cancel;
 use crate::exec::events::{EventSink, NullSink};
 use crate::exec::unit::UnitContext;
-use crate::exec::{DEFAULT_TIMEOUT, ExecError, ExecOptions, RunOutcome, StopReason};
+use crate::exec::{BatchSetup, DEFAULT_TIMEOUT, ExecError, ExecOptions, RunOutcome, StopReason};
 use crate::manifest::Manifest;
 use crate::manifest::model::Rate;
 use crate::mock::{MockConfig, MockServer};
@@ -44,11 +45,8 @@ pub fn run(printer: &Printer, args: RunArgs) -> CommandResult {
         print_plan(printer, &manifest, &plan, &dir, &assessed, args.json, false, args.mode);
         return Ok(exit_code::OK);
     }
-    if args.mode != Mode::Interactive {
-        return crate::commands::cancel::run_batch_mode(printer, args, manifest, plan, dir, options);
-    }
     let runtime = super::runtime()?;
-    runtime.block_on(run_interactive(printer, &args, manifest, plan, dir, options))
+    runtime.block_on(run_manifest(printer, &args, manifest, plan, dir, options))
 }
 
 /// Flags and manifest limits → executor options.
@@ -347,7 +345,7 @@ pub fn make_sink(printer: &Printer, json: bool) -> Box<dyn EventSink> {
     }
 }
 
-async fn run_interactive(
+async fn run_manifest(
     printer: &Printer,
     args: &RunArgs,
     manifest: Manifest,
@@ -356,13 +354,30 @@ async fn run_interactive(
     options: ExecOptions,
 ) -> CommandResult {
     let (api, mock) = connect(printer, args, &manifest).await?;
-    let prepared = prepare(printer, args, &manifest, &plan, &dir, "interactive")?;
+    let mode = match args.mode {
+        Mode::Interactive => "interactive",
+        Mode::Batch => "batch",
+        Mode::Auto => "auto",
+    };
+    let prepared = prepare(printer, args, &manifest, &plan, &dir, mode)?;
     let Prepared { lock, store, state, decisions, journal, snapshot } = prepared;
+    let api = Arc::new(api);
+    let batch = match args.mode {
+        Mode::Interactive => None,
+        Mode::Batch | Mode::Auto => Some(BatchSetup {
+            api: api.clone() as Arc<dyn BatchApi>,
+            base_url: api.endpoint().base_url.clone(),
+            mode: if args.mode == Mode::Batch { BatchMode::All } else { BatchMode::FirstWave },
+            limits: batch_limits(args.mock, args.poll_interval),
+            interactive_fallback: args.interactive_fallback,
+            state_dir: RunDir::new(&dir).state().join("batches"),
+        }),
+    };
     let keep_turn = plan.has_conversation_successor();
     let ctx = Arc::new(UnitContext {
         manifest: Arc::new(manifest),
         plan: Arc::new(plan),
-        api: Arc::new(api) as Arc<dyn ImageApi>,
+        api: api.clone() as Arc<dyn ImageApi>,
         store,
         tier: Tier::Interactive,
         strict: options.strict,
@@ -378,7 +393,8 @@ async fn run_interactive(
         })
     };
     let mut sink = make_sink(printer, args.json);
-    let result = crate::exec::execute(ctx.clone(), options, &decisions, &state, journal, sink.as_mut(), cancel).await;
+    let result =
+        crate::exec::execute(ctx.clone(), options, &decisions, &state, journal, sink.as_mut(), cancel, batch).await;
     listener.abort();
     drop(sink);
     let manifest_path = ctx.manifest.file.clone();
@@ -389,6 +405,20 @@ async fn run_interactive(
     }
     let _ = manifest_path;
     code
+}
+
+/// Batch job limits; the built-in emulator's jobs finish in a second, so it is polled often.
+fn batch_limits(mock: bool, poll: Option<Duration>) -> BatchLimits {
+    let mut limits = BatchLimits::default();
+    if mock {
+        limits.first_poll = Duration::from_millis(250);
+        limits.max_poll = Duration::from_secs(1);
+    }
+    if let Some(p) = poll {
+        limits.first_poll = p;
+        limits.max_poll = limits.max_poll.max(p);
+    }
+    limits
 }
 
 /// Writes the reports, prints the summary, and picks the exit code.

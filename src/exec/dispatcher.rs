@@ -16,17 +16,19 @@ use rand::rngs::StdRng;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::batch::{BatchEvent, BatchLane, BatchMode, OpenJob, chunk, find_by_display_name, submit, watch};
 use super::cancel::Cancel;
 use super::events::{Event, EventSink, Progress};
 use super::limits::{Blocked, ModelGate};
 use super::request::{ImageFile, PastTurn, UserTurn};
-use super::retry::{FailureClass, RATE_LIMIT_ATTEMPTS, backoff};
+use super::retry::{FailureClass, RATE_LIMIT_ATTEMPTS, backoff, classify};
 use super::unit::{self, UnitContext, UnitInput, UnitResult};
 use super::{ExecError, ExecOptions, RunOutcome, StopReason};
-use crate::catalog::{TokenCounts, Usd};
+use crate::catalog::{Tier, TokenCounts, Usd};
 use crate::checkpoint::journal::JournalWriter;
 use crate::checkpoint::records::{
-    AttemptRecord, EndRecord, ErrorRecord, OutputRecord, Record, SentRecord, TaskRecord, TaskStatus, now,
+    AttemptRecord, BatchFinished, BatchIntent, BatchSubmitted, EndRecord, ErrorRecord, OutputRecord, Record,
+    SentRecord, TaskRecord, TaskStatus, now,
 };
 use crate::checkpoint::resume::{Decision, JournalState};
 use crate::plan::{TaskIndex, TaskView};
@@ -40,6 +42,8 @@ enum State {
     Running,
     /// Waiting for a retry timer.
     Waiting,
+    /// Queued for, or inside, a server-side batch job.
+    InBatch,
     Done,
     Failed,
     NoImage,
@@ -91,6 +95,10 @@ pub(super) struct Dispatcher<'s> {
     stop: Option<StopReason>,
     rng: StdRng,
     started: Instant,
+    /// The Batch API lane (`--mode batch|auto`).
+    lane: Option<BatchLane>,
+    /// True while the initial state is built: in `auto` mode, the tasks ready then go to batch.
+    initialising: bool,
 }
 
 impl<'s> Dispatcher<'s> {
@@ -102,6 +110,7 @@ impl<'s> Dispatcher<'s> {
         journal: JournalWriter,
         sink: &'s mut dyn EventSink,
         cancel: Cancel,
+        batch: Option<super::BatchSetup>,
     ) -> Dispatcher<'s> {
         let plan = ctx.plan.clone();
         let n = plan.tasks.len();
@@ -120,6 +129,9 @@ impl<'s> Dispatcher<'s> {
         let gates =
             slot_models.iter().map(|m| ModelGate::new(options.rates.get(m).copied(), options.jobs.max(1))).collect();
         let job_names: Vec<String> = ctx.manifest.jobs.iter().map(|j| j.name.clone()).collect();
+        let lane = batch.map(|b| {
+            BatchLane::new(b.api, b.base_url, b.mode, b.limits, b.interactive_fallback, slot_models.len(), b.state_dir)
+        });
         let mut d = Dispatcher {
             ctx,
             sink,
@@ -147,8 +159,11 @@ impl<'s> Dispatcher<'s> {
             rng: StdRng::seed_from_u64(0x6e62_u64 ^ n as u64),
             started: Instant::now(),
             options,
+            lane,
+            initialising: true,
         };
         d.initialise(decisions, journal_state);
+        d.initialising = false;
         d
     }
 
@@ -156,7 +171,15 @@ impl<'s> Dispatcher<'s> {
         let plan = self.ctx.plan.clone();
         let root = self.ctx.store.root().to_path_buf();
         let mut job_totals = vec![0u64; self.job_names.len()];
+        let attached = self.reattach_batches(decisions, journal_state);
         for (i, task) in plan.tasks.iter().enumerate() {
+            if attached.contains(&(i as TaskIndex)) {
+                self.states[i] = State::InBatch;
+                self.progress.to_run += 1;
+                self.progress.in_flight += 1;
+                job_totals[task.job as usize] += 1;
+                continue;
+            }
             match &decisions[i] {
                 Decision::Done { record, .. } => {
                     self.states[i] = State::Done;
@@ -226,6 +249,10 @@ impl<'s> Dispatcher<'s> {
     }
 
     fn make_ready(&mut self, i: TaskIndex, front: bool) {
+        if self.goes_to_batch() {
+            self.queue_for_batch(i);
+            return;
+        }
         self.states[i as usize] = State::Ready;
         let slot = self.slot_of[i as usize];
         if front {
@@ -245,9 +272,14 @@ impl<'s> Dispatcher<'s> {
     }
 
     pub(super) async fn run(mut self) -> Result<RunOutcome, ExecError> {
+        let all_batch = self.lane.as_ref().is_some_and(|l| l.mode == BatchMode::All);
         let estimate: Usd = (0..self.states.len() as TaskIndex)
-            .filter(|i| matches!(self.states[*i as usize], State::Ready | State::Pending(_)))
-            .map(|i| self.estimate(i))
+            .map(|i| match self.states[i as usize] {
+                State::InBatch => self.batch_estimate(i),
+                State::Ready | State::Pending(_) if all_batch => self.batch_estimate(i),
+                State::Ready | State::Pending(_) => self.estimate(i),
+                _ => Usd::ZERO,
+            })
             .sum();
         let started = Event::Started {
             total: self.progress.total,
@@ -267,11 +299,15 @@ impl<'s> Dispatcher<'s> {
             self.fire_timers(now);
             if self.stop.is_none() {
                 self.dispatch(now)?;
+                self.flush_batches(now)?;
             }
-            if self.inflight.is_empty() && (self.stop.is_some() || !self.has_work()) {
+            let lane_waits =
+                self.lane.as_ref().is_some_and(|l| !l.is_idle()) && self.stop != Some(StopReason::Interrupted);
+            if self.inflight.is_empty() && !lane_waits && (self.stop.is_some() || !self.has_work()) {
                 break;
             }
             let wake = self.next_wake();
+            let lane_busy = self.lane.as_ref().is_some_and(|l| !l.ops.is_empty());
             tokio::select! {
                 biased;
                 _ = cancel.aborted() => {
@@ -290,6 +326,10 @@ impl<'s> Dispatcher<'s> {
                     }
                     self.journal.commit().map_err(ExecError::Journal)?;
                 }
+                Some(event) = lane_next(&mut self.lane), if lane_busy => {
+                    self.on_batch_event(event)?;
+                    self.journal.commit().map_err(ExecError::Journal)?;
+                }
                 _ = sleep_until_opt(wake), if wake.is_some() => {}
                 _ = tick.tick() => {
                     self.progress.elapsed = self.started.elapsed();
@@ -297,6 +337,7 @@ impl<'s> Dispatcher<'s> {
                 }
             }
         }
+        self.leave_batches_running();
         let status = match &self.stop {
             None => "completed",
             Some(s) => s.label(),
@@ -314,10 +355,8 @@ impl<'s> Dispatcher<'s> {
 
     fn next_wake(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((t, _))| *t);
-        match (timer, self.gate_wake) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let flush = if self.stop.is_none() { self.lane.as_ref().and_then(BatchLane::flush_at) } else { None };
+        [timer, self.gate_wake, flush].into_iter().flatten().min()
     }
 
     fn fire_timers(&mut self, now: Instant) {
@@ -468,17 +507,22 @@ impl<'s> Dispatcher<'s> {
         };
         let slot = self.slot_of[i as usize];
         self.gates[slot].release();
+        self.on_unit_result(i, attempt, result, latency.as_millis() as u64);
+        Ok(())
+    }
+
+    /// A finished attempt (an interactive response or one line of a batch's results).
+    fn on_unit_result(&mut self, i: TaskIndex, attempt: u32, result: UnitResult, latency_ms: u64) {
         if let Some(cost) = self.reserved.remove(&i) {
             self.reserved_total -= cost;
         }
         self.progress.in_flight = self.progress.in_flight.saturating_sub(1);
-        let latency_ms = latency.as_millis() as u64;
         match result {
             UnitResult::Image(done) => self.on_image(i, attempt, *done, latency_ms),
             UnitResult::NoImage(done) => self.on_no_image(i, attempt, *done, latency_ms),
             UnitResult::Failed { class, error } => self.on_failure(i, attempt, class, &error, latency_ms),
             UnitResult::Input(message) => {
-                let record = self.task_record(i, TaskStatus::Failed, attempt, latency_ms);
+                let record = self.task_record(i, TaskStatus::Failed, attempt, latency_ms, self.ctx.tier);
                 let record = TaskRecord {
                     error: Some(ErrorRecord { class: "input_missing".into(), message: message.clone(), http: None }),
                     ..record
@@ -508,7 +552,6 @@ impl<'s> Dispatcher<'s> {
                 self.set_stop(StopReason::Fatal(store_message(&error)));
             }
         }
-        Ok(())
     }
 
     fn on_image(&mut self, i: TaskIndex, attempt: u32, done: unit::ImageDone, latency_ms: u64) {
@@ -518,7 +561,7 @@ impl<'s> Dispatcher<'s> {
         self.progress.tokens.add(&done.usage);
         let strict_failure = self.options.strict && done.size_mismatch.is_some();
         let status = if strict_failure { TaskStatus::Failed } else { TaskStatus::Succeeded };
-        let base = self.task_record(i, status, attempt, latency_ms);
+        let base = self.task_record(i, status, attempt, latency_ms, done.tier);
         let plan = self.ctx.plan.clone();
         let task = &plan.tasks[i as usize];
         let record = TaskRecord {
@@ -614,7 +657,7 @@ impl<'s> Dispatcher<'s> {
             self.schedule_retry(i, attempt, "no_image", done.reason.clone(), delay, false);
             return;
         }
-        let base = self.task_record(i, TaskStatus::NoImage, attempt, latency_ms);
+        let base = self.task_record(i, TaskStatus::NoImage, attempt, latency_ms, done.tier);
         let message = match &done.message {
             Some(m) => format!("{}: {m}", done.reason),
             None => done.reason.clone(),
@@ -728,7 +771,7 @@ impl<'s> Dispatcher<'s> {
             let record = self.attempt_record(i, attempt, class.name(), http, &message, possibly, latency_ms, None);
             self.journal.append(&Record::Attempt(record));
         }
-        let base = self.task_record(i, TaskStatus::Failed, attempt, latency_ms);
+        let base = self.task_record(i, TaskStatus::Failed, attempt, latency_ms, self.ctx.tier);
         let record = TaskRecord {
             error: Some(ErrorRecord { class: class.name().into(), message: message.clone(), http }),
             ..base
@@ -820,7 +863,7 @@ impl<'s> Dispatcher<'s> {
         self.stop = Some(reason);
     }
 
-    fn task_record(&self, i: TaskIndex, status: TaskStatus, attempt: u32, latency_ms: u64) -> TaskRecord {
+    fn task_record(&self, i: TaskIndex, status: TaskStatus, attempt: u32, latency_ms: u64, tier: Tier) -> TaskRecord {
         let task = &self.ctx.plan.tasks[i as usize];
         TaskRecord {
             id: task.id.to_string(),
@@ -832,7 +875,7 @@ impl<'s> Dispatcher<'s> {
             turn: None,
             usage: TokenCounts::default(),
             cost_usd: Usd::ZERO,
-            tier: self.ctx.tier,
+            tier,
             finish_reason: None,
             error: None,
             model_version: None,
@@ -892,6 +935,325 @@ impl<'s> Dispatcher<'s> {
     fn emit(&mut self, event: &Event) {
         self.progress.elapsed = self.started.elapsed();
         self.sink.emit(event, &self.progress);
+    }
+}
+
+impl Dispatcher<'_> {
+    /// Whether a task that just became ready goes to the Batch API.
+    fn goes_to_batch(&self) -> bool {
+        match &self.lane {
+            None => false,
+            Some(lane) => match lane.mode {
+                BatchMode::All => true,
+                BatchMode::FirstWave => self.initialising,
+            },
+        }
+    }
+
+    fn queue_for_batch(&mut self, i: TaskIndex) {
+        let slot = self.slot_of[i as usize];
+        self.states[i as usize] = State::InBatch;
+        self.progress.in_flight += 1;
+        if let Some(lane) = &mut self.lane {
+            lane.queue[slot].push(i);
+            lane.queued_since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Jobs submitted (or about to be) by an earlier run: watch them instead of submitting
+    /// again. Returns the tasks they hold.
+    fn reattach_batches(
+        &mut self,
+        decisions: &[Decision],
+        journal_state: &JournalState,
+    ) -> std::collections::HashSet<TaskIndex> {
+        let mut attached = std::collections::HashSet::new();
+        let Some(lane) = &self.lane else { return attached };
+        let index = self.ctx.plan.index_by_id();
+        let fps: HashMap<TaskIndex, String> = HashMap::new();
+        let _ = fps;
+        let mut open: Vec<(String, String, Option<String>, Vec<TaskIndex>)> = Vec::new();
+        let pick = |ids: &[String], job_fps: &[String]| -> Vec<TaskIndex> {
+            ids.iter()
+                .enumerate()
+                .filter_map(|(k, id)| {
+                    let t = *index.get(id.as_str())?;
+                    let fp_ok =
+                        job_fps.get(k).is_none_or(|fp| *fp == self.ctx.plan.tasks[t as usize].fingerprint.to_hex());
+                    (fp_ok && decisions[t as usize].must_run()).then_some(t)
+                })
+                .collect()
+        };
+        for b in journal_state.open_batches() {
+            open.push((b.display_name.clone(), b.model.clone(), Some(b.name.clone()), pick(&b.ids, &b.fps)));
+        }
+        for intent in journal_state.batch_intents.values() {
+            open.push((intent.display_name.clone(), intent.model.clone(), None, pick(&intent.ids, &intent.fps)));
+        }
+        let api = lane.api.clone();
+        let limits = lane.limits;
+        let state_dir = lane.state_dir.clone();
+        let mut jobs = Vec::new();
+        for (display, model, name, tasks) in open {
+            let tasks: Vec<(TaskIndex, u32)> = tasks.into_iter().map(|t| (t, self.attempts[t as usize] + 1)).collect();
+            attached.extend(tasks.iter().map(|(t, _)| *t));
+            jobs.push((display, model, name, tasks));
+        }
+        for (display, model, name, tasks) in jobs {
+            let note = match &name {
+                Some(n) => format!("reattaching to server-side batch job {n} ({} tasks)", tasks.len()),
+                None => format!("looking up batch job {display}, created just before the last run stopped"),
+            };
+            self.emit(&Event::Note { message: note });
+            let inputs: Vec<UnitInput> = tasks.iter().map(|(t, a)| self.unit_input(*t, *a)).collect();
+            let Some(lane) = &mut self.lane else { break };
+            match &name {
+                Some(n) => {
+                    lane.ops.spawn(watch(
+                        self.ctx.clone(),
+                        api.clone(),
+                        display.clone(),
+                        n.clone(),
+                        inputs,
+                        limits,
+                        state_dir.clone(),
+                    ));
+                }
+                None => {
+                    lane.ops.spawn(find_by_display_name(api.clone(), display.clone()));
+                }
+            }
+            lane.open.insert(display, OpenJob { model, name, tasks });
+        }
+        attached
+    }
+
+    fn unit_input(&self, i: TaskIndex, attempt: u32) -> UnitInput {
+        UnitInput { index: i, attempt, past: self.past_turns(i), images: self.upstream_images(i) }
+    }
+
+    /// Groups queued tasks into jobs and submits them (after a short wait that gathers a round).
+    fn flush_batches(&mut self, now: Instant) -> Result<(), ExecError> {
+        let Some(lane) = &self.lane else { return Ok(()) };
+        if lane.flush_at().is_none_or(|t| t > now) && lane.queued() < lane.limits.max_requests {
+            return Ok(());
+        }
+        let queues: Vec<(usize, Vec<TaskIndex>)> = match &mut self.lane {
+            Some(lane) => {
+                lane.queued_since = None;
+                lane.queue
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(_, q)| !q.is_empty())
+                    .map(|(slot, q)| (slot, std::mem::take(q)))
+                    .collect()
+            }
+            None => return Ok(()),
+        };
+        for (slot, tasks) in queues {
+            let limits = self.lane.as_ref().map(|l| l.limits).unwrap_or_default();
+            for job in chunk(&self.ctx, &tasks, &limits) {
+                self.submit_job(slot, job)?;
+                if self.stop.is_some() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn submit_job(&mut self, slot: usize, mut tasks: Vec<TaskIndex>) -> Result<(), ExecError> {
+        // The budget: reserve at the batch price; keep only what fits.
+        if let Some(limit) = self.options.max_cost {
+            let mut fits = Vec::new();
+            for t in tasks {
+                let cost = self.batch_estimate(t);
+                if self.committed() + cost > limit {
+                    let spent = self.prior_committed + self.progress.spent_usd + self.progress.possibly_billed_usd;
+                    self.states[t as usize] = State::Ready;
+                    self.progress.in_flight = self.progress.in_flight.saturating_sub(1);
+                    self.set_stop(StopReason::Budget { limit, spent, next: cost });
+                    continue;
+                }
+                self.reserved.insert(t, cost);
+                self.reserved_total += cost;
+                fits.push(t);
+            }
+            tasks = fits;
+        } else {
+            for &t in &tasks {
+                let cost = self.batch_estimate(t);
+                self.reserved.insert(t, cost);
+                self.reserved_total += cost;
+            }
+        }
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let model = self.slot_models[slot].clone();
+        let Some(lane) = &mut self.lane else { return Ok(()) };
+        let display = lane.next_display_name();
+        let with_attempts: Vec<(TaskIndex, u32)> = tasks.iter().map(|t| (*t, self.attempts[*t as usize] + 1)).collect();
+        let plan = &self.ctx.plan;
+        self.journal.append(&Record::BatchIntent(BatchIntent {
+            display_name: display.clone(),
+            model: model.clone(),
+            ids: tasks.iter().map(|t| plan.tasks[*t as usize].id.to_string()).collect(),
+            fps: tasks.iter().map(|t| plan.tasks[*t as usize].fingerprint.to_hex()).collect(),
+            at: now_string(),
+        }));
+        self.journal.commit().map_err(ExecError::Journal)?;
+        let inputs: Vec<UnitInput> = with_attempts.iter().map(|(t, a)| self.unit_input(*t, *a)).collect();
+        let Some(lane) = &mut self.lane else { return Ok(()) };
+        let api = lane.api.clone();
+        let limits = lane.limits;
+        lane.ops.spawn(submit(self.ctx.clone(), api, display.clone(), model.clone(), inputs, limits));
+        lane.open.insert(display.clone(), OpenJob { model: model.clone(), name: None, tasks: with_attempts });
+        self.emit(&Event::Note {
+            message: format!("submitting batch job {display}: {} tasks of {model}", tasks.len()),
+        });
+        Ok(())
+    }
+
+    fn batch_estimate(&self, i: TaskIndex) -> Usd {
+        let task = &self.ctx.plan.tasks[i as usize];
+        TaskView::new(&self.ctx.manifest, task).model.cost(&task.estimate, Tier::Batch)
+    }
+
+    fn on_batch_event(&mut self, event: BatchEvent) -> Result<(), ExecError> {
+        match event {
+            BatchEvent::Created { display, result: Ok(name) } => {
+                let Some(lane) = &mut self.lane else { return Ok(()) };
+                let Some(job) = lane.open.get_mut(&display) else { return Ok(()) };
+                job.name = Some(name.clone());
+                let tasks = job.tasks.clone();
+                let model = job.model.clone();
+                let base_url = lane.base_url.clone();
+                let plan = self.ctx.plan.clone();
+                self.journal.append(&Record::BatchSubmitted(BatchSubmitted {
+                    name: name.clone(),
+                    display_name: display.clone(),
+                    base_url,
+                    model,
+                    ids: tasks.iter().map(|(t, _)| plan.tasks[*t as usize].id.to_string()).collect(),
+                    fps: tasks.iter().map(|(t, _)| plan.tasks[*t as usize].fingerprint.to_hex()).collect(),
+                    input_file: None,
+                    at: now_string(),
+                }));
+                self.journal.commit().map_err(ExecError::Journal)?;
+                let inputs: Vec<UnitInput> = tasks.iter().map(|(t, a)| self.unit_input(*t, *a)).collect();
+                if let Some(lane) = &mut self.lane {
+                    let (api, limits, dir) = (lane.api.clone(), lane.limits, lane.state_dir.clone());
+                    lane.ops.spawn(watch(self.ctx.clone(), api, display, name.clone(), inputs, limits, dir));
+                }
+                self.emit(&Event::Note { message: format!("batch job {name} submitted ({} tasks)", tasks.len()) });
+            }
+            BatchEvent::Created { display, result: Err(error) } => {
+                let tasks =
+                    self.lane.as_mut().and_then(|l| l.open.remove(&display)).map(|j| j.tasks).unwrap_or_default();
+                self.journal.append(&Record::BatchFinished(BatchFinished {
+                    name: display.clone(),
+                    state: "NOT_CREATED".into(),
+                    at: now_string(),
+                }));
+                let message = redact_text(&error.to_string());
+                self.emit(&Event::Note { message: format!("batch job {display} could not be created: {message}") });
+                let class = classify(&error);
+                for (t, attempt) in tasks {
+                    self.leave_batch(t);
+                    if class.retryable(&self.options.retry) || self.lane.as_ref().is_some_and(|l| l.fallback) {
+                        self.requeue_from_batch(t, attempt, &message);
+                    } else {
+                        self.on_failure(t, attempt, class, &error, 0);
+                    }
+                }
+            }
+            BatchEvent::Finished { display, name, state, error, results } => {
+                let job = self.lane.as_mut().and_then(|l| l.open.remove(&display));
+                self.journal.append(&Record::BatchFinished(BatchFinished {
+                    name: name.clone(),
+                    state: state.clone(),
+                    at: now_string(),
+                }));
+                let mut answered = std::collections::HashSet::new();
+                let count = results.len();
+                for (t, attempt, result) in results {
+                    answered.insert(t);
+                    if self.states[t as usize] == State::InBatch {
+                        self.on_unit_result(t, attempt, result, 0);
+                    }
+                }
+                let why = match &error {
+                    Some(e) => format!("batch job {name} ended {state}: {}", redact_text(e)),
+                    None => format!("batch job {name} ended {state}"),
+                };
+                self.emit(&Event::Note { message: format!("{why} ({count} results)") });
+                for (t, attempt) in job.map(|j| j.tasks).unwrap_or_default() {
+                    if !answered.contains(&t) && self.states[t as usize] == State::InBatch {
+                        self.leave_batch(t);
+                        self.requeue_from_batch(t, attempt, &why);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A task comes out of a batch job without a result.
+    fn leave_batch(&mut self, t: TaskIndex) {
+        if let Some(cost) = self.reserved.remove(&t) {
+            self.reserved_total -= cost;
+        }
+        self.progress.in_flight = self.progress.in_flight.saturating_sub(1);
+    }
+
+    /// Back to the queue (batch again, or interactive when `--interactive-fallback`), counting an
+    /// attempt so that a job that always expires cannot loop forever.
+    fn requeue_from_batch(&mut self, t: TaskIndex, attempt: u32, why: &str) {
+        self.attempts[t as usize] += 1;
+        if self.attempts[t as usize] >= self.options.retry.attempts {
+            let base = self.task_record(t, TaskStatus::Failed, attempt, 0, Tier::Batch);
+            let record = TaskRecord {
+                error: Some(ErrorRecord { class: "batch_failed".into(), message: why.to_owned(), http: None }),
+                ..base
+            };
+            self.finish_failed(t, record, State::Failed, why.to_owned());
+            return;
+        }
+        let fallback = self.lane.as_ref().is_some_and(|l| l.fallback || l.mode == BatchMode::FirstWave);
+        if fallback {
+            self.states[t as usize] = State::Ready;
+            let slot = self.slot_of[t as usize];
+            self.ready[slot].push_back(t);
+        } else {
+            self.queue_for_batch(t);
+        }
+    }
+
+    /// On Ctrl-C: jobs on the server keep running (they are paid for); say how to collect them.
+    fn leave_batches_running(&mut self) {
+        let Some(lane) = &mut self.lane else { return };
+        lane.ops.abort_all();
+        let open: Vec<String> = lane.open.values().filter_map(|j| j.name.clone()).collect();
+        let pending = lane.open.len();
+        if pending > 0 {
+            let names = if open.is_empty() { String::new() } else { format!(" ({})", open.join(", ")) };
+            self.emit(&Event::Note {
+                message: format!(
+                    "{pending} batch jobs are still running on the server{names}; they are paid for. Run the same command again to collect their results, or `nanobatch cancel DIR` to cancel them"
+                ),
+            });
+        }
+    }
+}
+
+async fn lane_next(lane: &mut Option<BatchLane>) -> Option<BatchEvent> {
+    match lane {
+        Some(l) => match l.ops.join_next().await {
+            Some(Ok(event)) => Some(event),
+            Some(Err(_)) | None => None,
+        },
+        None => std::future::pending().await,
     }
 }
 

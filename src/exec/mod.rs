@@ -6,6 +6,7 @@
 //! `Err`: only run-fatal conditions (the journal cannot be written, Ctrl-C twice) end `execute`
 //! with an error.
 
+pub mod batch;
 pub mod cancel;
 mod dispatcher;
 pub mod events;
@@ -98,8 +99,22 @@ pub enum ExecError {
     Internal(String),
 }
 
+/// How to use the Batch API (`--mode batch|auto`).
+pub struct BatchSetup {
+    pub api: Arc<dyn crate::api::BatchApi>,
+    /// Recorded in the journal (no key) so that `nanobatch cancel` can reach the jobs.
+    pub base_url: String,
+    pub mode: batch::BatchMode,
+    pub limits: batch::BatchLimits,
+    /// Tasks of failed or expired jobs run interactively.
+    pub interactive_fallback: bool,
+    /// Where downloaded result files are kept while they are read.
+    pub state_dir: std::path::PathBuf,
+}
+
 /// Runs every task that `decisions` marks to run. `journal_state` is what the journal held
-/// before (spend so far, attempts already made).
+/// before (spend so far, attempts already made, batch jobs still open).
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     ctx: Arc<unit::UnitContext>,
     options: ExecOptions,
@@ -108,8 +123,9 @@ pub async fn execute(
     journal: JournalWriter,
     sink: &mut dyn events::EventSink,
     cancel: cancel::Cancel,
+    batch: Option<BatchSetup>,
 ) -> Result<RunOutcome, ExecError> {
-    dispatcher::Dispatcher::new(ctx, options, decisions, journal_state, journal, sink, cancel).run().await
+    dispatcher::Dispatcher::new(ctx, options, decisions, journal_state, journal, sink, cancel, batch).run().await
 }
 
 /// Default per-request timeout: the server's own limit for a unary call.

@@ -81,6 +81,7 @@ pub struct ImageDone {
     pub height: u32,
     pub usage: TokenCounts,
     pub cost: Usd,
+    pub tier: Tier,
     pub finish_reason: Option<String>,
     pub model_version: Option<String>,
     pub response_id: Option<String>,
@@ -92,6 +93,7 @@ pub struct ImageDone {
 
 #[derive(Debug)]
 pub struct NoImageDone {
+    pub tier: Tier,
     pub reason: String,
     pub finish_reason: Option<String>,
     pub message: Option<String>,
@@ -123,7 +125,8 @@ pub async fn run(ctx: Arc<UnitContext>, input: UnitInput) -> (UnitResult, Durati
         Err(error) => return (UnitResult::Failed { class: classify(&error), error }, started.elapsed()),
     };
     let latency = started.elapsed();
-    let result = tokio::task::spawn_blocking(move || process(&ctx, &input, &reply.body)).await;
+    let tier = ctx.tier;
+    let result = tokio::task::spawn_blocking(move || process(&ctx, &input, &reply.body, tier)).await;
     match result {
         Ok(r) => (r, latency),
         Err(e) => {
@@ -149,8 +152,9 @@ fn prepare_body(ctx: &UnitContext, input: &UnitInput) -> Result<bytes::Bytes, St
     build_body(&config, &input.past, &current).map_err(|e| e.to_string())
 }
 
-/// Reads a 200 body: image or not, verified, stored.
-fn process(ctx: &UnitContext, input: &UnitInput, body: &[u8]) -> UnitResult {
+/// Reads a 200 body (an interactive response, or one line of a batch's results): image or not,
+/// verified, stored. `tier` is the price list the response was billed at.
+pub fn process(ctx: &UnitContext, input: &UnitInput, body: &[u8], tier: Tier) -> UnitResult {
     let task = &ctx.plan.tasks[input.index as usize];
     let view = TaskView::new(&ctx.manifest, task);
     let reply = match parse_reply(body) {
@@ -159,24 +163,24 @@ fn process(ctx: &UnitContext, input: &UnitInput, body: &[u8]) -> UnitResult {
     };
     let expected_tokens = view.model.size(&task.size).map_or(0, |s| u64::from(s.output_tokens));
     let usage = reply.tokens(expected_tokens);
-    let cost = view.model.cost(&usage, ctx.tier);
+    let cost = view.model.cost(&usage, tier);
     if let Some(kind) = reply.no_image() {
-        return no_image(&reply, kind.reason(), usage, cost);
+        return no_image(&reply, kind.reason(), usage, cost, tier);
     }
     let Some(part) = &reply.image else {
-        return no_image(&reply, "no image part".into(), usage, cost);
+        return no_image(&reply, "no image part".into(), usage, cost, tier);
     };
     let bytes = match BASE64.decode(part.base64) {
         Ok(b) => b,
-        Err(e) => return no_image(&reply, format!("image data is not valid base64: {e}"), usage, cost),
+        Err(e) => return no_image(&reply, format!("image data is not valid base64: {e}"), usage, cost, tier),
     };
     let Some(kind) = media::sniff(&bytes) else {
-        return no_image(&reply, "image data is not a known image format".into(), usage, cost);
+        return no_image(&reply, "image data is not a known image format".into(), usage, cost, tier);
     };
     let (width, height) = media::dimensions(&bytes, kind).unwrap_or(task.pixels);
     let size_mismatch = ((width, height) != task.pixels).then_some((width, height));
     let sha256 = sha256_hex(&bytes);
-    let sidecar = sidecar_json(ctx, input, &reply, kind, (width, height), &sha256, usage, cost);
+    let sidecar = sidecar_json(ctx, input, &reply, kind, (width, height), &sha256, usage, cost, tier);
     let written = match ctx.store.write_image(&task.output, kind.extension(), &bytes, &sidecar) {
         Ok(w) => w,
         Err(error) => return UnitResult::Store { error, usage, cost },
@@ -200,6 +204,7 @@ fn process(ctx: &UnitContext, input: &UnitInput, body: &[u8]) -> UnitResult {
         height,
         usage,
         cost,
+        tier,
         finish_reason: reply.finish_reason.clone(),
         model_version: reply.model_version.clone(),
         response_id: reply.response_id.clone(),
@@ -214,8 +219,9 @@ fn process(ctx: &UnitContext, input: &UnitInput, body: &[u8]) -> UnitResult {
     }))
 }
 
-fn no_image(reply: &Reply<'_>, reason: String, usage: TokenCounts, cost: Usd) -> UnitResult {
+fn no_image(reply: &Reply<'_>, reason: String, usage: TokenCounts, cost: Usd, tier: Tier) -> UnitResult {
     UnitResult::NoImage(Box::new(NoImageDone {
+        tier,
         reason,
         finish_reason: reply.finish_reason.clone().or_else(|| reply.block_reason.clone()),
         message: reply.finish_message.clone(),
@@ -242,6 +248,7 @@ fn sidecar_json(
     sha256: &str,
     usage: TokenCounts,
     cost: Usd,
+    tier: Tier,
 ) -> Vec<u8> {
     let task = &ctx.plan.tasks[input.index as usize];
     let view = TaskView::new(&ctx.manifest, task);
@@ -293,8 +300,9 @@ fn sidecar_json(
         references,
         usage,
         cost_usd: cost,
-        tier: ctx.tier,
+        tier,
         attempt: input.attempt,
+
         finish_reason: reply.finish_reason.as_deref(),
         response_id: reply.response_id.as_deref(),
         text: reply.text.trim(),

@@ -37,6 +37,8 @@ pub struct BatchStore {
 #[derive(Debug, Default)]
 struct Inner {
     next_id: u64,
+    /// Jobs created so far (fault injection counts jobs, not uploads).
+    jobs_created: u64,
     jobs: BTreeMap<String, Job>,
     files: HashMap<String, StoredFile>,
     uploads: HashMap<String, Upload>,
@@ -137,8 +139,9 @@ pub(crate) async fn create(state: Arc<MockState>, spec: ModelSpec, body: Bytes) 
     let job_json = {
         let mut inner = state.batch.lock();
         inner.next_id += 1;
-        let number = inner.next_id;
-        let id = format!("mock{number:06}");
+        inner.jobs_created += 1;
+        let number = inner.jobs_created;
+        let id = format!("mock{:06}", inner.next_id);
         let job = Job {
             id: id.clone(),
             number,

@@ -79,10 +79,8 @@ fn three_models_produce_exact_sizes_sidecars_and_a_consistent_report() {
 #[test]
 fn query_key_auth_for_proxies() {
     let ws = Workspace::new();
-    let manifest = format!(
-        "version: 1\nendpoint: {{ auth: query }}\njobs:\n  a:\n    model: gemini-3.1-flash-image-preview\n    prompt: hello\n    sizes: [\"1:1@512\"]\n"
-    );
-    ws.write("m.yaml", &manifest);
+    let manifest = "version: 1\nendpoint: { auth: query }\njobs:\n  a:\n    model: gemini-3.1-flash-image-preview\n    prompt: hello\n    sizes: [\"1:1@512\"]\n";
+    ws.write("m.yaml", manifest);
     let config = MockConfig { api_keys: Some(vec![TEST_KEY.into()]), ..MockConfig::default() };
     let emulator = Emulator::start(config);
     let out = ws.run(&emulator, "m.yaml", &[]);

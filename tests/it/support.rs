@@ -20,10 +20,6 @@ impl Emulator {
         Emulator { server: Some(server), runtime }
     }
 
-    pub fn default_config() -> MockConfig {
-        MockConfig::default()
-    }
-
     pub fn url(&self) -> String {
         self.server.as_ref().unwrap().url()
     }
