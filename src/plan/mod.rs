@@ -140,3 +140,6 @@ impl<'a> TaskView<'a> {
         self.model.size(&self.task.size).and_then(|s| s.wire.as_deref())
     }
 }
+
+#[cfg(test)]
+mod tests;
