@@ -26,7 +26,7 @@ pub mod ui;
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::NANOBATCH_LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(redact::RedactingStderr).try_init();
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let payload = info

@@ -106,6 +106,30 @@ fn find_key_param(text: &str) -> Option<usize> {
     None
 }
 
+/// A log writer that scrubs secrets from every line before it reaches stderr (dependencies such
+/// as reqwest log request URLs, `?key=` included, at debug level).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(redact_text(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactingStderr;
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingStderr
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Secret, redact_text, redact_url};

@@ -102,14 +102,24 @@ pub fn slug(value: &str) -> String {
         } else {
             '-'
         };
+        // No `..` can survive into a name, whatever the row says.
+        let mapped = if mapped == '.' && (out.ends_with('.') || out.ends_with('-')) { '-' } else { mapped };
         if mapped == '-' && out.ends_with('-') {
             continue;
         }
         out.push(mapped);
     }
     let trimmed: String = out.trim_matches(|c| c == '-' || c == '.').chars().take(80).collect();
-    let trimmed = trimmed.trim_end_matches(['-', '.']).to_owned();
-    if trimmed.is_empty() { "_".to_owned() } else { trimmed }
+    let mut trimmed = trimmed.trim_end_matches(['-', '.']).to_owned();
+    if trimmed.is_empty() {
+        return "_".to_owned();
+    }
+    // Windows reserves these names whatever the extension: `CON` becomes `CON_`.
+    let stem = trimmed.split('.').next().unwrap_or("").to_ascii_uppercase();
+    if crate::plan::paths::is_windows_reserved(&stem) {
+        trimmed.insert(stem.len(), '_');
+    }
+    trimmed
 }
 
 /// The variables of one render: a row's columns plus built-ins (`job`, `key`, `ratio`, `size`,
@@ -176,8 +186,15 @@ mod tests {
         assert_eq!(slug("../../etc/passwd"), "etc-passwd");
         assert_eq!(slug("a b\\c:d"), "a-b-c-d");
         assert_eq!(slug("..."), "_");
+        assert_eq!(slug("a/../../b"), "a-b");
+        assert_eq!(slug("a..b"), "a.-b");
+        assert_eq!(slug("v1.2"), "v1.2");
+
         assert_eq!(slug("Café au lait"), "Café-au-lait");
         assert_eq!(slug(&"x".repeat(200)).len(), 80);
+        assert_eq!(slug("CON"), "CON_");
+        assert_eq!(slug("nul.txt"), "nul_.txt");
+        assert_eq!(slug("console"), "console");
     }
 
     #[test]

@@ -105,6 +105,10 @@ pub struct Directives {
     pub endless: bool,
     /// Answer with grounding sources.
     pub grounding: bool,
+    /// Grounding sources with hostile links and titles (`javascript:`, markup).
+    pub evil_grounding: bool,
+    /// Declare a 500 MB body.
+    pub huge: bool,
 }
 
 const EVERY_TIME: u32 = u32::MAX;
@@ -154,6 +158,8 @@ impl Directives {
             }
             "endless" => self.endless = true,
             "grounding" => self.grounding = true,
+            "evil-grounding" => self.evil_grounding = true,
+            "huge" => self.huge = true,
             _ => {}
         }
     }

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::stream;
+use futures::{StreamExt, stream};
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -511,7 +511,14 @@ pub(crate) fn answer(
         rest.push('"');
     }
     rest.push_str("}]},\"finishReason\":\"STOP\",\"index\":0");
-    if req.web_search || req.image_search || directives.grounding {
+    if directives.evil_grounding {
+        let hostile = json!({"groundingChunks": [
+            {"web": {"uri": "javascript:alert(document.domain)", "title": "<script>alert(1)</script>"}},
+            {"web": {"uri": "https://example.com/ok?q=<b>", "title": "<img src=x onerror=alert(2)>"}}
+        ]});
+        rest.push_str(",\"groundingMetadata\":");
+        rest.push_str(&hostile.to_string());
+    } else if req.web_search || req.image_search || directives.grounding {
         rest.push_str(",\"groundingMetadata\":");
         rest.push_str(&grounding_json(req.image_search).to_string());
     }
@@ -610,6 +617,17 @@ fn deliver(
         && (directives.truncate.is_some_and(|n| call.nth < n)
             || (directives.truncate.is_none() && trunc_roll < rates.truncate));
     let total = answer.len();
+    if directives.huge {
+        record(state, call, 200, "huge", None, Some(&answer));
+        let chunk = Bytes::from(vec![b' '; 64 << 10]);
+        let body = stream::repeat_with(move || Ok::<Bytes, std::io::Error>(chunk.clone())).take(8000);
+        return Response::builder()
+            .status(200)
+            .header(header::CONTENT_TYPE, "application/json; charset=UTF-8")
+            .header(header::CONTENT_LENGTH, 8000u64 * (64 << 10))
+            .body(Body::from_stream(body))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
     if directives.endless {
         record(state, call, 200, "endless", None, Some(&answer));
         let chunk = Bytes::from(vec![b' '; 64 << 10]);

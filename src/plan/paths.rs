@@ -71,10 +71,15 @@ fn check_component(part: &str, whole: &str) -> Result<(), String> {
         return Err(format!("a part of output name `{whole}` ends with `.`, which Windows cannot store"));
     }
     let stem = part.split('.').next().unwrap_or(part).to_ascii_uppercase();
-    if WINDOWS_RESERVED.contains(&stem.as_str()) {
+    if is_windows_reserved(&stem) {
         return Err(format!("output name `{whole}` uses `{part}`, a name reserved on Windows"));
     }
     Ok(())
+}
+
+/// `CON`, `NUL`, `COM1`, … (upper case, without extension).
+pub fn is_windows_reserved(stem: &str) -> bool {
+    WINDOWS_RESERVED.contains(&stem)
 }
 
 /// Key for collision checks: case-insensitive, as on macOS and Windows file systems.

@@ -232,17 +232,30 @@ fn cell(entry: &TaskEntry, root: &Path, sha_of: &HashMap<&str, &str>, embed: boo
         sources: entry
             .grounding
             .iter()
-            .filter(|u| is_http(u))
-            .map(|u| Source { uri: u.clone(), title: host_of(u).to_owned() })
+            .filter_map(|u| safe_link(u))
+            .map(|uri| Source { title: host_of(&uri).to_owned(), uri })
             .collect(),
     }
 }
 
-/// Only http(s) links are shown (no `javascript:` or `data:` from a model response).
-pub fn is_http(uri: &str) -> bool {
-    let lower = uri.trim().to_ascii_lowercase();
-    (lower.starts_with("https://") || lower.starts_with("http://"))
-        && !uri.chars().any(|c| c.is_control() || c == '"' || c == '<' || c == '>')
+/// Only http(s) links are shown (no `javascript:` or `data:` from a model response); characters
+/// a URL may not contain raw are percent-encoded. (The template escapes the result again.)
+pub fn safe_link(uri: &str) -> Option<String> {
+    let uri = uri.trim();
+    let lower = uri.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) || uri.chars().any(char::is_control) {
+        return None;
+    }
+    let mut out = String::with_capacity(uri.len());
+    for c in uri.chars() {
+        match c {
+            '"' | '<' | '>' | '`' | '{' | '}' | '|' | '\\' | '^' | ' ' | '\'' => {
+                out.push_str(&format!("%{:02X}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 fn host_of(uri: &str) -> &str {
@@ -269,14 +282,18 @@ fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_http, url_path};
+    use super::{safe_link, url_path};
 
     #[test]
     fn only_http_links() {
-        assert!(is_http("https://example.com/a"));
-        assert!(!is_http("javascript:alert(1)"));
-        assert!(!is_http("data:text/html,x"));
-        assert!(!is_http("https://x\"onmouseover=\"alert(1)"));
+        assert_eq!(safe_link("https://example.com/a").as_deref(), Some("https://example.com/a"));
+        assert_eq!(safe_link("javascript:alert(1)"), None);
+        assert_eq!(safe_link("data:text/html,x"), None);
+        assert_eq!(safe_link(" JavaScript:alert(1)"), None);
+        assert_eq!(
+            safe_link("https://x\"onmouseover=\"alert(1)").as_deref(),
+            Some("https://x%22onmouseover=%22alert(1)")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod batch;
 mod cli;
 mod conversation;
 mod faults;
+mod hardening;
 mod invalid;
 mod report;
 mod resume;
