@@ -10,7 +10,7 @@ use super::{CommandError, CommandResult, load_and_plan, output_dir, resume_comma
 use crate::catalog::{Tier, Usd};
 use crate::checkpoint::RunDir;
 use crate::checkpoint::journal;
-use crate::checkpoint::resume::{Decision, DiskCheck, JournalState, PlannedTask, decide};
+use crate::checkpoint::resume::{Decision, DiskCheck, JournalState, PlannedTask, Reason, decide};
 use crate::cli::{Mode, PlanArgs};
 use crate::exit_code;
 use crate::manifest::Manifest;
@@ -54,6 +54,10 @@ pub fn decide_all(
     dir: &Path,
     retry_failed: bool,
 ) -> Vec<Decision> {
+    if state.latest.is_empty() && state.open_attempts.is_empty() {
+        // A fresh output directory: everything is new (no need to look anything up).
+        return vec![Decision::Run(Reason::New); plan.tasks.len()];
+    }
     let fps: Vec<String> = plan.tasks.iter().map(|t| t.fingerprint.to_hex()).collect();
     let deps: Vec<Vec<u32>> = plan.tasks.iter().map(|t| t.deps().collect()).collect();
     let planned: Vec<PlannedTask<'_>> = plan

@@ -5,6 +5,7 @@
 //! which keeps planning a million tasks fast. Variables come from a [`Vars`] object built over a
 //! row without copying it into a map per render.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -15,7 +16,20 @@ use minijinja::{Environment, UndefinedBehavior};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Template {
     Literal(Arc<str>),
-    Engine { name: Arc<str>, source: Arc<str> },
+    Engine {
+        name: Arc<str>,
+        source: Arc<str>,
+        /// Text and bare `{{ variable }}` substitutions only: rendered without the engine, which
+        /// is most of the cost of planning a million tasks. `None` for anything richer.
+        pieces: Option<Arc<[Piece]>>,
+    },
+}
+
+/// A piece of a template that only substitutes variables.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Piece {
+    Text(Box<str>),
+    Var(Box<str>),
 }
 
 impl Template {
@@ -58,13 +72,21 @@ impl Templates {
             return Ok(Template::Literal(Arc::from(source)));
         }
         self.env.add_template_owned(name.to_owned(), source.to_owned())?;
-        Ok(Template::Engine { name: Arc::from(name), source: Arc::from(source) })
+        let pieces = substitution_pieces(source).map(Arc::from);
+        Ok(Template::Engine { name: Arc::from(name), source: Arc::from(source), pieces })
     }
 
     /// Top-level variable names the template reads.
     pub fn variables(&self, template: &Template) -> BTreeSet<String> {
         match template {
             Template::Literal(_) => BTreeSet::new(),
+            Template::Engine { pieces: Some(pieces), .. } => pieces
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::Var(v) => Some(v.to_string()),
+                    Piece::Text(_) => None,
+                })
+                .collect(),
             Template::Engine { name, .. } => match self.env.get_template(name) {
                 Ok(t) => t.undeclared_variables(false).into_iter().collect(),
                 Err(_) => BTreeSet::new(),
@@ -78,30 +100,99 @@ impl Templates {
             Template::Engine { name, .. } => self.env.get_template(name)?.render(vars),
         }
     }
+
+    /// Renders a literal or a substitution-only template without the engine, taking values from
+    /// `get` (through [`slug`] when `slugged`). `None` when the engine is needed: richer syntax,
+    /// or a variable `get` does not know (the engine then reports it).
+    pub fn render_fast<'v>(
+        &self,
+        template: &Template,
+        get: impl Fn(&str) -> Option<Cow<'v, str>>,
+        slugged: bool,
+    ) -> Option<String> {
+        let pieces = match template {
+            Template::Literal(s) => return Some(s.to_string()),
+            Template::Engine { pieces: Some(pieces), .. } => pieces,
+            Template::Engine { pieces: None, .. } => return None,
+        };
+        let mut out = String::with_capacity(64);
+        for piece in pieces.iter() {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Var(name) => {
+                    let value = get(name)?;
+                    if slugged { out.push_str(&slug(&value)) } else { out.push_str(&value) }
+                }
+            }
+        }
+        Some(out)
+    }
 }
 
 fn has_markup(source: &str) -> bool {
     source.contains("{{") || source.contains("{%") || source.contains("{#")
 }
 
+/// Splits a template made only of text and `{{ name }}` into pieces, rendering exactly as the
+/// engine would (which drops one trailing newline); `None` for any other syntax.
+fn substitution_pieces(source: &str) -> Option<Vec<Piece>> {
+    if source.contains("{%") || source.contains("{#") {
+        return None;
+    }
+    let source = source.strip_suffix('\n').map_or(source, |s| s.strip_suffix('\r').unwrap_or(s));
+    let mut pieces = Vec::new();
+    let mut rest = source;
+    while let Some(start) = rest.find("{{") {
+        if start > 0 {
+            pieces.push(Piece::Text(rest[..start].into()));
+        }
+        let after = &rest[start + 2..];
+        let end = after.find("}}")?;
+        let name = after[..end].trim_matches([' ', '\t']);
+        if !is_plain_variable(name) {
+            return None;
+        }
+        pieces.push(Piece::Var(name.into()));
+        rest = &after[end + 2..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest.into()));
+    }
+    Some(pieces)
+}
+
+/// An identifier the engine would look up (not a constant like `true` or `none`).
+fn is_plain_variable(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !matches!(name, "true" | "false" | "none" | "True" | "False" | "None")
+}
+
 /// Makes a value safe for a file name: letters, digits, `-`, `_` and `.` are kept; `:` between
 /// digits becomes `x` (`16:9` → `16x9`); anything else becomes `-`; runs of `-` collapse; leading
 /// and trailing `-`/`.` go; at most 80 characters; an empty result is `_`.
 pub fn slug(value: &str) -> String {
-    let chars: Vec<char> = value.chars().collect();
+    if is_already_slug(value) {
+        return value.to_owned();
+    }
+    slug_slow(value)
+}
+
+fn slug_slow(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    for (i, &c) in chars.iter().enumerate() {
+    let mut prev: Option<char> = None;
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
         let mapped = if c.is_alphanumeric() || c == '_' || c == '.' || c == '-' {
             c
-        } else if c == ':'
-            && i > 0
-            && chars[i - 1].is_ascii_digit()
-            && chars.get(i + 1).is_some_and(char::is_ascii_digit)
+        } else if c == ':' && prev.is_some_and(|p| p.is_ascii_digit()) && chars.peek().is_some_and(char::is_ascii_digit)
         {
             'x'
         } else {
             '-'
         };
+        prev = Some(c);
         // No `..` can survive into a name, whatever the row says.
         let mapped = if mapped == '.' && (out.ends_with('.') || out.ends_with('-')) { '-' } else { mapped };
         if mapped == '-' && out.ends_with('-') {
@@ -120,6 +211,18 @@ pub fn slug(value: &str) -> String {
         trimmed.insert(stem.len(), '_');
     }
     trimmed
+}
+
+/// The common case, checked without allocating: a short ASCII word that `slug` keeps as it is.
+fn is_already_slug(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 80
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+        && !value.contains("--")
+        && !(bytes.len() <= 4 && crate::plan::paths::is_windows_reserved(&value.to_ascii_uppercase()))
 }
 
 /// The variables of one render: a row's columns plus built-ins (`job`, `key`, `ratio`, `size`,
@@ -166,6 +269,7 @@ impl Object for Vars {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
     use std::sync::Arc;
 
     use super::{Template, Templates, Vars, slug};
@@ -197,6 +301,13 @@ mod tests {
         assert_eq!(slug("console"), "console");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn the_shortcut_agrees_with_the_full_slug(value in "[A-Za-z0-9_.:-]{0,90}") {
+            proptest::prop_assert_eq!(slug(&value), super::slug_slow(&value));
+        }
+    }
+
     #[test]
     fn literals_skip_the_engine() {
         let mut t = Templates::new();
@@ -212,6 +323,37 @@ mod tests {
         assert_eq!(t.render(&tpl, vars(true).into_value()).unwrap(), "SKU-001-16x9");
         let prompt = t.add("p", "A {{ name | upper }}").unwrap();
         assert_eq!(t.render(&prompt, vars(false).into_value()).unwrap(), "A RED MUG <B>");
+    }
+
+    #[test]
+    fn the_fast_path_renders_exactly_as_the_engine() {
+        let mut t = Templates::new();
+        let sources = [
+            "{{ sku }}",
+            "{{sku}}-{{ ratio }}",
+            "a {{ name }} b\n",
+            "a {{ name }}\r\n",
+            "x\n\n",
+            "{{ name }}}}{ {{ sku }}",
+            "  lead {{\tsku\t}} trail  ",
+            "{{ sku }}{{ sku }}",
+        ];
+        for (i, source) in sources.iter().enumerate() {
+            let tpl = t.add(&format!("t{i}"), source).unwrap();
+            for slugged in [false, true] {
+                let engine = t.render(&tpl, vars(slugged).into_value()).unwrap();
+                let v = vars(false);
+                let fast = t.render_fast(&tpl, |k| v.lookup(k).map(|s| Cow::Borrowed(&**s)), slugged);
+                assert_eq!(fast.as_deref(), Some(engine.as_str()), "{source:?} slugged={slugged}");
+            }
+        }
+        for rich in ["{{ name | upper }}", "{{ a.b }}", "{% if x %}y{% endif %}", "{{ true }}", "{{- sku }}"] {
+            let tpl = t.add(rich, rich).unwrap();
+            assert!(t.render_fast(&tpl, |_| Some(Cow::Borrowed("v")), false).is_none(), "{rich}");
+        }
+        let tpl = t.add("missing", "{{ colour }}").unwrap();
+        let v = vars(false);
+        assert!(t.render_fast(&tpl, |k| v.lookup(k).map(|s| Cow::Borrowed(&**s)), false).is_none());
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! Matrix expansion: jobs × rows × prompts × reference sets × sizes × models × variants (× steps)
 //! into tasks, in an order where every task comes after the tasks it depends on.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::estimate::{RequestShape, estimate, text_tokens};
 use super::fingerprint::{FieldHasher, Parts, combine, short64};
-use super::paths::{collision_key, normalise_output};
+use super::paths::{collision_hash, normalise_output, same_file_name};
 use super::{Plan, Task, TaskIndex};
 use crate::manifest::model::{Job, JobBody, RefItem, RefKind, SizeChoice};
 use crate::manifest::template::{Template, Vars};
 use crate::manifest::validate::BUILTIN_VARS;
+use crate::manifest::vars::Row;
 use crate::manifest::{Diagnostics, Manifest};
 
 /// Variables that are the same for every task of a row: templates that use only these (and
@@ -36,11 +39,17 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Diagnostics> {
     let mut ex = Expander {
         manifest,
         tasks: Vec::new(),
-        lookup: HashMap::new(),
-        outputs: HashMap::new(),
+        lookup: FxHashMap::default(),
+        outputs: FxHashMap::default(),
+        outputs_overflow: FxHashMap::default(),
         diags: Diagnostics::default(),
         upstream_jobs: upstream_jobs(manifest),
-        row_cache: HashMap::new(),
+        row_cache: FxHashMap::default(),
+        row_level: FxHashMap::default(),
+        strings: FxHashSet::default(),
+        config_hashes: FxHashMap::default(),
+        empty_refs_hash: FieldHasher::new("refs").finish(),
+        no_upstream_hash: FieldHasher::new("upstream").finish(),
     };
     for job in job_order(manifest) {
         ex.job(job);
@@ -57,12 +66,88 @@ pub fn expand(manifest: &Manifest) -> Result<Plan, Diagnostics> {
 struct Expander<'m> {
     manifest: &'m Manifest,
     tasks: Vec<Task>,
-    lookup: HashMap<InstanceKey, TaskIndex>,
-    outputs: HashMap<String, TaskIndex>,
+    lookup: FxHashMap<InstanceKey, TaskIndex>,
+    /// Output names by case-insensitive hash (a compact index for a million names).
+    outputs: FxHashMap<u64, TaskIndex>,
+    /// Names whose hash an unrelated name already holds, by lower-case name.
+    outputs_overflow: FxHashMap<String, TaskIndex>,
     diags: Diagnostics,
     upstream_jobs: Vec<bool>,
     /// Row-level renders of the current job: (template name, row) → text.
-    row_cache: HashMap<(usize, u32), Arc<str>>,
+    row_cache: FxHashMap<(usize, u32), Arc<str>>,
+    /// Whether a template (by address) reads only row-level values.
+    row_level: FxHashMap<usize, bool>,
+    /// Ratios and size names, shared by every task that uses them.
+    strings: FxHashSet<Arc<str>>,
+    /// Config hashes of the current job by (model, ratio, size, variant); ratio and size are
+    /// interned, so their addresses identify them.
+    config_hashes: FxHashMap<(u16, usize, usize, u32), [u8; 32]>,
+    /// The hashes of the common "nothing" cases, computed once.
+    empty_refs_hash: [u8; 32],
+    no_upstream_hash: [u8; 32],
+}
+
+/// The built-in variables of one task, borrowed; the engine gets an owned copy only when a
+/// template needs it.
+struct Builtins<'a> {
+    job: &'a str,
+    key: &'a str,
+    model: &'a str,
+    ratio: &'a str,
+    size: &'a str,
+    variant: u32,
+    step: &'a str,
+    prompt_name: &'a str,
+    ref_set: &'a str,
+    row_number: u32,
+}
+
+impl<'a> Builtins<'a> {
+    fn get(&self, name: &str) -> Option<Cow<'a, str>> {
+        Some(match name {
+            "job" => Cow::Borrowed(self.job),
+            "key" => Cow::Borrowed(self.key),
+            "model" => Cow::Borrowed(self.model),
+            "ratio" => Cow::Borrowed(self.ratio),
+            "size" => Cow::Borrowed(self.size),
+            "variant" => Cow::Owned(self.variant.to_string()),
+            "step" => Cow::Borrowed(self.step),
+            "prompt_name" => Cow::Borrowed(self.prompt_name),
+            "ref_set" => Cow::Borrowed(self.ref_set),
+            "row_number" => Cow::Owned(self.row_number.to_string()),
+            _ => return None,
+        })
+    }
+
+    fn owned(&self) -> Vec<(&'static str, Arc<str>)> {
+        BUILTIN_VARS.iter().filter_map(|name| Some((*name, Arc::from(&*self.get(name)?)))).collect()
+    }
+
+    /// A variable as a template sees it: a built-in, else the row's column.
+    fn lookup(&self, job: &'a Job, row: &'a Row, name: &str) -> Option<Cow<'a, str>> {
+        self.get(name).or_else(|| {
+            let column = job.rows.column(name)?;
+            Some(Cow::Borrowed(row.values.get(column)?.as_deref().unwrap_or("")))
+        })
+    }
+}
+
+/// Which template is rendered, for error messages (formatted only on error).
+#[derive(Clone, Copy)]
+enum TemplateOf<'a> {
+    Prompt(&'a str),
+    Step(u16),
+    System,
+}
+
+impl TemplateOf<'_> {
+    fn path(self, job: &Job) -> String {
+        match self {
+            TemplateOf::Prompt(name) => format!("jobs.{}.prompts.{name}", job.name),
+            TemplateOf::Step(step) => format!("jobs.{}.steps[{step}].prompt", job.name),
+            TemplateOf::System => format!("jobs.{}.system", job.name),
+        }
+    }
 }
 
 /// The values of one combination, before steps.
@@ -88,6 +173,8 @@ impl Expander<'_> {
     fn job(&mut self, j: usize) {
         let job = &self.manifest.jobs[j];
         self.row_cache.clear();
+        self.config_hashes.clear();
+        self.tasks.reserve(planned_upper_bound(job));
         let prompt_count = match &job.body {
             JobBody::Single { prompts } => prompts.len(),
             JobBody::Conversation { .. } => 1,
@@ -160,30 +247,29 @@ impl Expander<'_> {
         let row = &job.rows.rows[c.row as usize];
         let model_id = &job.models[c.model as usize];
         let spec = manifest.catalog.model(model_id)?;
-        let size_name: Arc<str> = Arc::from(choice.size_for(&spec.default_size));
+        let size_name = self.intern(choice.size_for(&spec.default_size));
         let size_spec = spec.size(&size_name)?;
-        let ratio: Arc<str> = Arc::from(choice.ratio.as_str());
+        let ratio = self.intern(&choice.ratio);
         let pixels = spec.pixels(&ratio, &size_name).unwrap_or((0, 0));
-        let (prompt_name, step_name) = self.names(job, c, step);
+        let (prompt_name, step_name) = names(job, c, step);
         let set = &job.ref_sets[c.ref_set as usize];
-        let builtins = vec![
-            ("job", Arc::from(job.name.as_str())),
-            ("key", row.key.clone()),
-            ("model", Arc::from(model_id.as_str())),
-            ("ratio", ratio.clone()),
-            ("size", size_name.clone()),
-            ("variant", Arc::from(c.variant.to_string())),
-            ("step", Arc::from(step_name.as_deref().unwrap_or(""))),
-            ("prompt_name", Arc::from(prompt_name.as_str())),
-            ("ref_set", Arc::from(set.name.as_str())),
-            ("row_number", Arc::from(row.line.to_string())),
-        ];
-        debug_assert_eq!(builtins.len(), BUILTIN_VARS.len());
+        let builtins = Builtins {
+            job: &job.name,
+            key: &row.key,
+            model: model_id,
+            ratio: &ratio,
+            size: &size_name,
+            variant: c.variant,
+            step: step_name.unwrap_or(""),
+            prompt_name,
+            ref_set: &set.name,
+            row_number: row.line,
+        };
 
-        let (prompt_template, prompt_path) = self.prompt_template(job, c, step);
-        let prompt_text = self.render_cached(j, &prompt_template, &prompt_path, c.row, &builtins, 0)?;
+        let (prompt_template, prompt_of) = prompt_template(job, c, step);
+        let prompt_text = self.render_cached(j, prompt_template, prompt_of, c.row, &builtins, 0)?;
         let system_text = match &job.generation.system {
-            Some(t) => Some(self.render_cached(j, t, &format!("jobs.{}.system", job.name), c.row, &builtins, 1)?),
+            Some(t) => Some(self.render_cached(j, t, TemplateOf::System, c.row, &builtins, 1)?),
             None => None,
         };
 
@@ -208,20 +294,20 @@ impl Expander<'_> {
             }
         }
 
-        let output = self.output_name(job, &builtins, c, row)?;
+        let output = self.output_name(job, &builtins, c.row)?;
         // Ids name the conversation by its first size, so that every step of one conversation
         // shares it even when a later step changes the size.
         let axis = &job.sizes[c.size as usize];
         let id = task_id(
             job,
             &row.key,
-            &prompt_name,
+            prompt_name,
             &set.name,
             &axis.ratio,
             axis.size_for(&spec.default_size),
             model_id,
             c.variant,
-            step_name.as_deref(),
+            step_name,
         );
 
         // Estimate.
@@ -242,14 +328,22 @@ impl Expander<'_> {
             h.str(&prompt_text).opt_str(system_text.as_deref());
             h.finish()
         };
-        let refs_hash = {
+        let refs_hash = if refs.is_empty() {
+            self.empty_refs_hash
+        } else {
             let mut h = FieldHasher::new("refs");
             for r in &refs {
                 h.str(kind_tag(r.kind)).str(r.image.mime()).bytes(&r.sha256);
             }
             h.finish()
         };
-        let config_hash = {
+        let config_key = (
+            c.model,
+            Arc::as_ptr(&ratio) as *const u8 as usize,
+            Arc::as_ptr(&size_name) as *const u8 as usize,
+            c.variant,
+        );
+        let config_hash = *self.config_hashes.entry(config_key).or_insert_with(|| {
             let g = &job.generation;
             let mut h = FieldHasher::new("config");
             h.str(model_id)
@@ -264,8 +358,10 @@ impl Expander<'_> {
                 .opt_str(g.seed.map(|s| s.to_string()).as_deref())
                 .u64(u64::from(c.variant));
             h.finish()
-        };
-        let upstream_hash = {
+        });
+        let upstream_hash = if history.task.is_none() && from.is_empty() {
+            self.no_upstream_hash
+        } else {
             let mut h = FieldHasher::new("upstream");
             if let Some(prev) = history.task {
                 h.str("history").bytes(&self.tasks[prev as usize].fingerprint.0);
@@ -297,8 +393,7 @@ impl Expander<'_> {
             };
             self.lookup.insert(key, index);
         }
-        let collision = collision_key(&output);
-        if let Some(&other) = self.outputs.get(&collision) {
+        if let Some(other) = self.claim_output(&output, index) {
             let other_task = &self.tasks[other as usize];
             let help = if *other_task.output != *output {
                 format!(
@@ -316,7 +411,6 @@ impl Expander<'_> {
             );
             return None;
         }
-        self.outputs.insert(collision, index);
 
         // The next turn replays this one: its prompt, the model's caption and, when thoughts
         // are returned, their summary.
@@ -357,23 +451,44 @@ impl Expander<'_> {
         Some(next)
     }
 
-    fn names(&self, job: &Job, c: Combo, step: u16) -> (String, Option<String>) {
-        match &job.body {
-            JobBody::Single { prompts } => (prompts[c.prompt as usize].name.clone(), None),
-            JobBody::Conversation { steps } => (String::new(), Some(steps[step as usize].name.clone())),
+    /// One shared copy of a short, much repeated string.
+    fn intern(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(text) {
+            return shared.clone();
         }
+        let shared: Arc<str> = Arc::from(text);
+        self.strings.insert(shared.clone());
+        shared
     }
 
-    fn prompt_template(&self, job: &Job, c: Combo, step: u16) -> (Template, String) {
-        match &job.body {
-            JobBody::Single { prompts } => {
-                let p = &prompts[c.prompt as usize];
-                (p.template.clone(), format!("jobs.{}.prompts.{}", job.name, p.name))
-            }
-            JobBody::Conversation { steps } => {
-                (steps[step as usize].prompt.clone(), format!("jobs.{}.steps[{step}].prompt", job.name))
-            }
+    /// Records that task `index` writes `output`; returns the task that already does.
+    fn claim_output(&mut self, output: &str, index: TaskIndex) -> Option<TaskIndex> {
+        let hash = collision_hash(output);
+        let Some(&holder) = self.outputs.get(&hash) else {
+            self.outputs.insert(hash, index);
+            return None;
+        };
+        if same_file_name(&self.tasks[holder as usize].output, output) {
+            return Some(holder);
         }
+        // Two different names with one hash: exact, slower bookkeeping for these few.
+        let lower = output.to_lowercase();
+        if let Some(&other) = self.outputs_overflow.get(&lower) {
+            return Some(other);
+        }
+        self.outputs_overflow.insert(lower, index);
+        None
+    }
+
+    /// Whether `template` reads only values that are the same for every task of a row.
+    fn is_row_level(&mut self, template: &Template, slot: usize) -> bool {
+        let templates = &self.manifest.templates;
+        *self.row_level.entry(template_slot(template, slot)).or_insert_with(|| {
+            templates
+                .variables(template)
+                .iter()
+                .all(|v| !BUILTIN_VARS.contains(&v.as_str()) || ROW_LEVEL_VARS.contains(&v.as_str()))
+        })
     }
 
     /// Renders a prompt or system template, once per row when it only reads row-level values.
@@ -381,27 +496,21 @@ impl Expander<'_> {
         &mut self,
         j: usize,
         template: &Template,
-        path: &str,
+        of: TemplateOf<'_>,
         row: u32,
-        builtins: &[(&'static str, Arc<str>)],
+        builtins: &Builtins<'_>,
         slot: usize,
     ) -> Option<Arc<str>> {
         if let Template::Literal(text) = template {
             return Some(text.clone());
         }
         let job = &self.manifest.jobs[j];
-        let row_level = self
-            .manifest
-            .templates
-            .variables(template)
-            .iter()
-            .all(|v| !BUILTIN_VARS.contains(&v.as_str()) || ROW_LEVEL_VARS.contains(&v.as_str()));
+        let row_level = self.is_row_level(template, slot);
         let cache_key = (template_slot(template, slot), row);
         if row_level && let Some(hit) = self.row_cache.get(&cache_key) {
             return Some(hit.clone());
         }
-        let vars = vars_for(job, row, builtins, false);
-        match self.manifest.templates.render(template, vars.into_value()) {
+        match self.render(job, template, builtins, row, false) {
             Ok(text) => {
                 let text: Arc<str> = Arc::from(text);
                 if row_level {
@@ -411,21 +520,33 @@ impl Expander<'_> {
             }
             Err(e) => {
                 let where_ = job.rows.describe_row(&job.rows.rows[row as usize]);
-                self.diags.push(self.manifest.diagnostic(path, format!("template failed for {where_}: {e}")));
+                let path = of.path(job);
+                self.diags.push(self.manifest.diagnostic(&path, format!("template failed for {where_}: {e}")));
                 None
             }
         }
     }
 
-    fn output_name(
-        &mut self,
+    /// Renders without the engine when the template allows, else through it.
+    fn render(
+        &self,
         job: &Job,
-        builtins: &[(&'static str, Arc<str>)],
-        c: Combo,
-        row: &crate::manifest::vars::Row,
-    ) -> Option<String> {
-        let vars = vars_for(job, c.row, builtins, true);
-        let rendered = match self.manifest.templates.render(&job.output, vars.into_value()) {
+        template: &Template,
+        builtins: &Builtins<'_>,
+        row: u32,
+        slugged: bool,
+    ) -> Result<String, minijinja::Error> {
+        let r = &job.rows.rows[row as usize];
+        let templates = &self.manifest.templates;
+        if let Some(text) = templates.render_fast(template, |name| builtins.lookup(job, r, name), slugged) {
+            return Ok(text);
+        }
+        templates.render(template, vars_for(job, row, builtins, slugged).into_value())
+    }
+
+    fn output_name(&mut self, job: &Job, builtins: &Builtins<'_>, row_index: u32) -> Option<String> {
+        let row = &job.rows.rows[row_index as usize];
+        let rendered = match self.render(job, &job.output, builtins, row_index, true) {
             Ok(r) => r,
             Err(e) => {
                 let where_ = job.rows.describe_row(row);
@@ -496,10 +617,39 @@ fn template_slot(template: &Template, slot: usize) -> usize {
     }
 }
 
-fn vars_for(job: &Job, row: u32, builtins: &[(&'static str, Arc<str>)], slugged: bool) -> Vars {
+/// The number of tasks a job expands to before exclusions (to size the task list once).
+fn planned_upper_bound(job: &Job) -> usize {
+    let prompts = match &job.body {
+        JobBody::Single { prompts } => prompts.len(),
+        JobBody::Conversation { .. } => 1,
+    };
+    [job.rows.rows.len(), prompts, job.ref_sets.len(), job.sizes.len(), job.models.len(), job.repeat as usize]
+        .into_iter()
+        .fold(job.body.step_count(), usize::saturating_mul)
+        .min(1 << 24)
+}
+
+fn names(job: &Job, c: Combo, step: u16) -> (&str, Option<&str>) {
+    match &job.body {
+        JobBody::Single { prompts } => (&prompts[c.prompt as usize].name, None),
+        JobBody::Conversation { steps } => ("", Some(&steps[step as usize].name)),
+    }
+}
+
+fn prompt_template(job: &Job, c: Combo, step: u16) -> (&Template, TemplateOf<'_>) {
+    match &job.body {
+        JobBody::Single { prompts } => {
+            let p = &prompts[c.prompt as usize];
+            (&p.template, TemplateOf::Prompt(&p.name))
+        }
+        JobBody::Conversation { steps } => (&steps[step as usize].prompt, TemplateOf::Step(step)),
+    }
+}
+
+fn vars_for(job: &Job, row: u32, builtins: &Builtins<'_>, slugged: bool) -> Vars {
     let r = &job.rows.rows[row as usize];
     let values: Vec<Arc<str>> = r.values.iter().map(|v| v.clone().unwrap_or_else(|| Arc::from(""))).collect();
-    Vars { columns: job.rows.columns.clone(), values: Arc::from(values), builtins: builtins.to_vec(), slugged }
+    Vars { columns: job.rows.columns.clone(), values: Arc::from(values), builtins: builtins.owned(), slugged }
 }
 
 fn kind_tag(kind: RefKind) -> &'static str {

@@ -27,20 +27,30 @@ pub fn normalise_output(rendered: &str) -> Result<String, String> {
     if text.starts_with('/') || (text.len() >= 2 && text.as_bytes()[1] == b':') {
         return Err(format!("output name `{text}` is an absolute path; names are relative to the output directory"));
     }
-    let mut parts = Vec::new();
+    let mut named = 0usize;
+    let mut clean = true;
     for part in text.split('/') {
         match part {
-            "" | "." => continue,
+            "" | "." => {
+                clean = false;
+                continue;
+            }
             ".." => return Err(format!("output name `{text}` uses `..`; names must stay inside the output directory")),
             _ => {}
         }
         check_component(part, text)?;
-        parts.push(part);
+        named += 1;
     }
-    if parts.is_empty() {
+    if named == 0 {
         return Err(format!("output name `{text}` names no file"));
     }
-    let joined = parts.join("/");
+    // Most names need no rewriting: no list to join, no second copy.
+    let joined = if clean {
+        text.to_owned()
+    } else {
+        text.split('/').filter(|p| !matches!(*p, "" | ".")).collect::<Vec<_>>().join("/")
+    };
+
     if joined.len() > MAX_PATH {
         return Err(format!("output name is {} bytes long; the limit is {MAX_PATH}", joined.len()));
     }
@@ -70,8 +80,8 @@ fn check_component(part: &str, whole: &str) -> Result<(), String> {
     if part.ends_with('.') || part.ends_with(' ') {
         return Err(format!("a part of output name `{whole}` ends with `.`, which Windows cannot store"));
     }
-    let stem = part.split('.').next().unwrap_or(part).to_ascii_uppercase();
-    if is_windows_reserved(&stem) {
+    let stem = part.split('.').next().unwrap_or(part);
+    if stem.len() <= 4 && is_windows_reserved(&stem.to_ascii_uppercase()) {
         return Err(format!("output name `{whole}` uses `{part}`, a name reserved on Windows"));
     }
     Ok(())
@@ -82,9 +92,26 @@ pub fn is_windows_reserved(stem: &str) -> bool {
     WINDOWS_RESERVED.contains(&stem)
 }
 
-/// Key for collision checks: case-insensitive, as on macOS and Windows file systems.
-pub fn collision_key(normalised: &str) -> String {
-    normalised.to_lowercase()
+/// Hash for collision checks: case-insensitive, as on macOS and Windows file systems. Equal
+/// hashes are confirmed with [`same_file_name`].
+pub fn collision_hash(normalised: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    let mut buf = [0u8; MAX_PATH];
+    if normalised.is_ascii() && normalised.len() <= buf.len() {
+        let lower = &mut buf[..normalised.len()];
+        lower.copy_from_slice(normalised.as_bytes());
+        lower.make_ascii_lowercase();
+        h.write(lower);
+    } else {
+        h.write(normalised.to_lowercase().as_bytes());
+    }
+    h.finish()
+}
+
+/// Whether two normalised names are one file on a case-insensitive file system.
+pub fn same_file_name(a: &str, b: &str) -> bool {
+    a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
 }
 
 #[cfg(test)]
