@@ -86,6 +86,13 @@ pub fn dimensions(bytes: &[u8], kind: ImageKind) -> Option<(u32, u32)> {
     ImageReader::with_format(Cursor::new(bytes), format).into_dimensions().ok()
 }
 
+/// Pixel size from a file's header (when the first bytes in memory were not enough).
+pub fn file_dimensions(path: &std::path::Path, kind: ImageKind) -> Option<(u32, u32)> {
+    let format = kind.image_format()?;
+    let file = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+    ImageReader::with_format(file, format).into_dimensions().ok()
+}
+
 /// A JPEG thumbnail no larger than `max_side` on its longer side (quality 80).
 pub fn thumbnail_jpeg(bytes: &[u8], max_side: u32) -> Result<Vec<u8>, image::ImageError> {
     let img = image::load_from_memory(bytes)?;

@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{Client, RequestBuilder, StatusCode};
 
+use super::body::ReplyBody;
 use super::status::{RpcStatus, parse_error_body, parse_retry_after};
 use super::{ApiError, ImageApi, RawReply};
 use crate::redact::{Secret, redact_text};
@@ -112,6 +113,19 @@ impl HttpApi {
         Ok(RawReply { body, latency: started.elapsed() })
     }
 
+    /// Sends a request; on a 200, the body to be read as it arrives.
+    pub(crate) async fn exchange_streaming(
+        &self,
+        request: RequestBuilder,
+        max_body: u64,
+    ) -> Result<ReplyBody, ApiError> {
+        let response = self.authorize(request).send().await.map_err(|e| self.transport_error(&e))?;
+        if response.status() != StatusCode::OK {
+            return Err(self.status_error(response).await);
+        }
+        ReplyBody::http(response, max_body, self.options.timeout)
+    }
+
     async fn status_error(&self, response: reqwest::Response) -> ApiError {
         let http_status = response.status().as_u16();
         let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
@@ -147,7 +161,7 @@ fn classify_transport(error: &reqwest::Error, timeout: Duration) -> ApiError {
 }
 
 /// The error and its causes on one line, without the URL (which may carry `?key=`).
-fn describe(error: &reqwest::Error) -> String {
+pub(crate) fn describe(error: &reqwest::Error) -> String {
     let mut text = String::new();
     let mut current: Option<&dyn std::error::Error> = Some(error);
     let mut first = true;
@@ -178,39 +192,12 @@ fn strip_url(message: &str, url: Option<&str>) -> String {
 }
 
 /// Reads a body into one buffer, refusing more than `limit` bytes and giving up at `timeout`.
-async fn read_limited(mut response: reqwest::Response, limit: u64, timeout: Duration) -> Result<Bytes, ApiError> {
-    let declared =
-        response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::BodyTooLarge { limit });
-    }
-    let mut buf = Vec::with_capacity(declared.unwrap_or(64 << 10).min(limit) as usize);
-    loop {
-        let chunk = match response.chunk().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(e) if e.is_timeout() => return Err(ApiError::Timeout(timeout)),
-            Err(e) => return Err(ApiError::ConnectionLost(describe(&e))),
-        };
-        if buf.len() as u64 + chunk.len() as u64 > limit {
-            return Err(ApiError::BodyTooLarge { limit });
-        }
-        if buf.is_empty() && declared == Some(chunk.len() as u64) {
-            // The whole body in one frame: keep the buffer as it is.
-            return Ok(chunk);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    if let Some(n) = declared
-        && buf.len() as u64 != n
-    {
-        return Err(ApiError::ConnectionLost(format!("body ended after {} of {n} bytes", buf.len())));
-    }
-    Ok(Bytes::from(buf))
+async fn read_limited(response: reqwest::Response, limit: u64, timeout: Duration) -> Result<Bytes, ApiError> {
+    ReplyBody::http(response, limit, timeout)?.collect().await
 }
 
 impl ImageApi for HttpApi {
-    fn generate<'a>(&'a self, model: &'a str, body: Bytes) -> BoxFuture<'a, Result<RawReply, ApiError>> {
+    fn generate<'a>(&'a self, model: &'a str, body: Bytes) -> BoxFuture<'a, Result<ReplyBody, ApiError>> {
         Box::pin(async move {
             let url = self.url(&format!("models/{model}:generateContent"));
             let request = self
@@ -219,7 +206,7 @@ impl ImageApi for HttpApi {
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .header("x-server-timeout", self.options.timeout.as_secs().max(1).to_string())
                 .body(body);
-            self.exchange(request, self.options.max_body).await
+            self.exchange_streaming(request, self.options.max_body).await
         })
     }
 }

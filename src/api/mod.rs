@@ -6,8 +6,10 @@
 //! a delay.
 
 pub mod batch;
+pub mod body;
 pub mod http;
 pub mod response;
+pub mod splitter;
 pub mod status;
 pub mod wire;
 
@@ -80,8 +82,9 @@ impl ApiError {
 /// What the executor needs from the API. Implemented over HTTP by [`http::HttpApi`]; tests can
 /// substitute anything.
 pub trait ImageApi: Send + Sync {
-    /// `POST models/{model}:generateContent` with a ready JSON body.
-    fn generate<'a>(&'a self, model: &'a str, body: Bytes) -> BoxFuture<'a, Result<RawReply, ApiError>>;
+    /// `POST models/{model}:generateContent` with a ready JSON body; on a 200, the body to read
+    /// as it arrives.
+    fn generate<'a>(&'a self, model: &'a str, body: Bytes) -> BoxFuture<'a, Result<body::ReplyBody, ApiError>>;
 }
 
 /// The Batch and Files APIs, for `--mode batch|auto`.

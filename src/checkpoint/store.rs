@@ -87,11 +87,62 @@ impl OutputStore {
         Ok(Written { path: image_rel, sidecar: sidecar_rel, bytes: meta.len(), mtime_ns: mtime_ns(&meta) })
     }
 
+    /// Starts an image that arrives in pieces: a temp file in the directory of `stem`, to be
+    /// completed by [`OutputStore::commit_image`] (or dropped, which deletes it).
+    pub fn begin_image(&self, stem: &str) -> Result<PendingImage, StoreError> {
+        let target = self.prepare(stem)?;
+        let dir = target.parent().unwrap_or(&self.root);
+        let file = tempfile::Builder::new()
+            .prefix(fsutil::TEMP_PREFIX)
+            .tempfile_in(dir)
+            .map_err(|e| FsError::new("cannot create a temporary file in", dir, e))?;
+        Ok(PendingImage { file })
+    }
+
+    /// Makes a received image durable as `stem.ext`, then its sidecar, as [`OutputStore::write_image`].
+    pub fn commit_image(
+        &self,
+        pending: PendingImage,
+        stem: &str,
+        ext: &str,
+        sidecar: &[u8],
+    ) -> Result<Written, StoreError> {
+        let image_rel = format!("{stem}.{ext}");
+        let sidecar_rel = format!("{stem}.json");
+        let image_path = self.prepare(&image_rel)?;
+        let sidecar_path = self.root.join(&sidecar_rel);
+        refuse_symlink(&image_path, &self.canonical_root)?;
+        refuse_symlink(&sidecar_path, &self.canonical_root)?;
+        let file = pending.file;
+        file.as_file().sync_all().map_err(|e| FsError::new("cannot sync", file.path(), e))?;
+        file.persist(&image_path).map_err(|e| FsError::new("cannot rename into", &image_path, e.error))?;
+        fsutil::write_atomic_parts(&sidecar_path, &[sidecar], true)?;
+        let meta = fsutil::metadata(&image_path).map_err(|e| FsError::new("cannot read", &image_path, e))?;
+        Ok(Written { path: image_rel, sidecar: sidecar_rel, bytes: meta.len(), mtime_ns: mtime_ns(&meta) })
+    }
+
     /// Writes a state file under `.nanobatch/` (conversation turns).
     pub fn write_state(&self, rel: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.prepare(rel)?;
         fsutil::write_atomic(&path, bytes)?;
         Ok(())
+    }
+}
+
+/// An image being received (a temp file, deleted if dropped before it is committed).
+#[derive(Debug)]
+pub struct PendingImage {
+    file: tempfile::NamedTempFile,
+}
+
+impl PendingImage {
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), FsError> {
+        use std::io::Write;
+        self.file.write_all(bytes).map_err(|e| FsError::new("cannot write", self.file.path(), e))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
     }
 }
 

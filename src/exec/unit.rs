@@ -5,29 +5,25 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-
 use super::request::{ImageFile, PastTurn, RequestConfig, UserTurn, build_body};
 use super::retry::{FailureClass, classify};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::api::body::ReplyBody;
 use crate::api::response::{Reply, parse_reply, raw_model_content};
+use crate::api::splitter::{BlobSink, Splitter, blob_index};
 use crate::api::{ApiError, ImageApi};
 use crate::catalog::{Tier, TokenCounts, Usd};
 use crate::checkpoint::RunDir;
 use crate::checkpoint::records::GroundingRecord;
-use crate::checkpoint::store::{OutputStore, StoreError, Written};
+use crate::checkpoint::store::{OutputStore, PendingImage, StoreError, Written};
 use crate::manifest::Manifest;
 use crate::manifest::model::RefKind;
 use crate::media;
 use crate::plan::fingerprint::sha256_hex;
 use crate::plan::{Plan, TaskIndex, TaskView};
 use crate::report::sidecar::{Sidecar, SidecarRef, SidecarSource};
-
-/// Base64 as the API sends it; padding tolerated either way.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// Longest model text kept in the journal and sidecar.
 const MAX_TEXT: usize = 2_000;
@@ -124,14 +120,173 @@ pub async fn run(ctx: Arc<UnitContext>, input: UnitInput) -> (UnitResult, Durati
         Ok(reply) => reply,
         Err(error) => return (UnitResult::Failed { class: classify(&error), error }, started.elapsed()),
     };
-    let latency = started.elapsed();
     let tier = ctx.tier;
-    let result = tokio::task::spawn_blocking(move || process(&ctx, &input, &reply.body, tier)).await;
-    match result {
-        Ok(r) => (r, latency),
-        Err(e) => {
-            (UnitResult::Failed { class: FailureClass::Unknown, error: ApiError::Malformed(e.to_string()) }, latency)
+    if ctx.keep_turn[input.index as usize] {
+        // The next turn replays this response verbatim: read it whole.
+        let body = match reply.collect().await {
+            Ok(body) => body,
+            Err(error) => return (UnitResult::Failed { class: classify(&error), error }, started.elapsed()),
+        };
+        let latency = started.elapsed();
+        let result = tokio::task::spawn_blocking(move || process(&ctx, &input, &body, tier)).await;
+        return (result.unwrap_or_else(|e| worker_failed(&e)), latency);
+    }
+    receive_streamed(ctx, input, reply, tier, started).await
+}
+
+/// Reads the body as it arrives and hands each piece to a blocking worker that splits, decodes,
+/// hashes and writes it: the image is never whole in memory, and the runtime's threads never
+/// touch the disk.
+async fn receive_streamed(
+    ctx: Arc<UnitContext>,
+    input: UnitInput,
+    mut body: ReplyBody,
+    tier: Tier,
+    started: Instant,
+) -> (UnitResult, Duration) {
+    // `None` marks the complete end; a channel closed without it means the body failed.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(16);
+    let worker = tokio::task::spawn_blocking(move || split_and_store(&ctx, &input, rx, tier));
+    let pumped = async {
+        while let Some(chunk) = body.chunk().await? {
+            if tx.send(Some(chunk)).await.is_err() {
+                return Ok(false);
+            }
         }
+        Ok::<bool, ApiError>(true)
+    }
+    .await;
+    let latency = started.elapsed();
+    match pumped {
+        Ok(complete) => {
+            if complete {
+                let _ = tx.send(None).await;
+            }
+            drop(tx);
+            let result = worker.await.unwrap_or_else(|e| Some(worker_failed(&e)));
+            (result.unwrap_or_else(lost_without_reason), latency)
+        }
+        Err(error) => {
+            drop(tx);
+            // The worker drops its temp files when it sees the channel close.
+            let _ = worker.await;
+            (UnitResult::Failed { class: classify(&error), error }, latency)
+        }
+    }
+}
+
+fn worker_failed(e: &tokio::task::JoinError) -> UnitResult {
+    UnitResult::Failed { class: FailureClass::Unknown, error: ApiError::Malformed(e.to_string()) }
+}
+
+fn lost_without_reason() -> UnitResult {
+    let error = ApiError::ConnectionLost("the response stopped before its end".into());
+    UnitResult::Failed { class: classify(&error), error }
+}
+
+/// The blocking half of [`receive_streamed`]; `None` when the body did not arrive whole.
+fn split_and_store(
+    ctx: &UnitContext,
+    input: &UnitInput,
+    mut rx: tokio::sync::mpsc::Receiver<Option<Bytes>>,
+    tier: Tier,
+) -> Option<UnitResult> {
+    let task = &ctx.plan.tasks[input.index as usize];
+    let mut files = BlobFiles { store: &ctx.store, stem: &task.output, blobs: Vec::new(), error: None };
+    let mut splitter = Splitter::new();
+    loop {
+        match rx.blocking_recv() {
+            Some(Some(chunk)) => {
+                if let Err(e) = splitter.feed(&chunk, &mut files) {
+                    // Keep reading (the files are dropped from now on): the response is paid
+                    // for, and its usage says how much.
+                    files.failed(e, task);
+                }
+            }
+            Some(None) => break,
+            None => return None,
+        }
+    }
+    let skeleton = match splitter.finish(&mut files) {
+        Ok((skeleton, _)) => skeleton,
+        Err(e) => {
+            files.failed(e, task);
+            Vec::new()
+        }
+    };
+    let BlobFiles { blobs, error, .. } = files;
+    Some(finish(ctx, input, &skeleton, tier, blobs, error))
+}
+
+/// Streamed images: each a temp file next to the task's output, hashed as it is written, with
+/// its first bytes kept to recognise the format and read the size.
+struct BlobFiles<'a> {
+    store: &'a OutputStore,
+    stem: &'a str,
+    blobs: Vec<BlobFile>,
+    /// The store's own error, when a write failed (the splitter only sees an `io::Error`).
+    error: Option<StoreError>,
+}
+
+struct BlobFile {
+    file: PendingImage,
+    hasher: Sha256,
+    head: Vec<u8>,
+    valid: bool,
+}
+
+/// Bytes kept from the start of an image: enough for every header format we read.
+const HEAD_BYTES: usize = 64 << 10;
+
+impl BlobFiles<'_> {
+    fn fail(&mut self, error: StoreError) -> std::io::Error {
+        let io = std::io::Error::other(error.to_string());
+        self.error = Some(error);
+        io
+    }
+
+    /// Records the first failure and drops every file: nothing more is written.
+    fn failed(&mut self, e: std::io::Error, task: &crate::plan::Task) {
+        if self.error.is_none() {
+            let path = self.store.resolve(&task.output);
+            self.error = Some(StoreError::Fs(crate::fsutil::FsError::new("cannot write", &path, e)));
+        }
+        self.blobs.clear();
+    }
+}
+
+impl BlobSink for BlobFiles<'_> {
+    fn begin(&mut self, index: usize) -> std::io::Result<()> {
+        if self.error.is_some() || index != self.blobs.len() {
+            return Ok(());
+        }
+        match self.store.begin_image(self.stem) {
+            Ok(file) => {
+                self.blobs.push(BlobFile { file, hasher: Sha256::new(), head: Vec::new(), valid: false });
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn write(&mut self, index: usize, decoded: &[u8]) -> std::io::Result<()> {
+        let Some(blob) = self.blobs.get_mut(index) else { return Ok(()) };
+        if blob.head.len() < HEAD_BYTES {
+            let take = (HEAD_BYTES - blob.head.len()).min(decoded.len());
+            blob.head.extend_from_slice(&decoded[..take]);
+        }
+        blob.hasher.update(decoded);
+        if let Err(e) = blob.file.write(decoded) {
+            return Err(self.fail(StoreError::Fs(e)));
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, index: usize, valid: bool) -> std::io::Result<()> {
+        if let Some(blob) = self.blobs.get_mut(index) {
+            blob.valid = valid;
+        }
+        Ok(())
     }
 }
 
@@ -152,14 +307,40 @@ fn prepare_body(ctx: &UnitContext, input: &UnitInput) -> Result<bytes::Bytes, St
     build_body(&config, &input.past, &current).map_err(|e| e.to_string())
 }
 
-/// Reads a 200 body (an interactive response, or one line of a batch's results): image or not,
-/// verified, stored. `tier` is the price list the response was billed at.
+/// Reads a 200 body in memory (a conversation's turn, or one line of a batch's results): image
+/// or not, verified, stored. `tier` is the price list the response was billed at.
 pub fn process(ctx: &UnitContext, input: &UnitInput, body: &[u8], tier: Tier) -> UnitResult {
+    finish(ctx, input, body, tier, Vec::new(), None)
+}
+
+/// The image's bytes: decoded in memory, or already in a temp file.
+enum ImageData {
+    Memory(Vec<u8>),
+    Streamed(BlobFile),
+}
+
+/// Reads a response (whole, or its skeleton with streamed images in `blobs`) and stores the
+/// image with its sidecar.
+/// With `store_error`, the image could not be written: only the usage is read.
+fn finish(
+    ctx: &UnitContext,
+    input: &UnitInput,
+    body: &[u8],
+    tier: Tier,
+    mut blobs: Vec<BlobFile>,
+    store_error: Option<StoreError>,
+) -> UnitResult {
     let task = &ctx.plan.tasks[input.index as usize];
     let view = TaskView::new(&ctx.manifest, task);
-    let reply = match parse_reply(body) {
-        Ok(r) => r,
-        Err(e) => return UnitResult::Failed { class: FailureClass::Unknown, error: ApiError::Malformed(e.0) },
+    let reply = match (parse_reply(body), store_error) {
+        (Ok(reply), None) => reply,
+        (Ok(reply), Some(error)) => {
+            let expected_tokens = view.model.size(&task.size).map_or(0, |s| u64::from(s.output_tokens));
+            let usage = reply.tokens(expected_tokens);
+            return UnitResult::Store { error, usage, cost: view.model.cost(&usage, tier) };
+        }
+        (Err(_), Some(error)) => return UnitResult::Store { error, usage: TokenCounts::default(), cost: Usd::ZERO },
+        (Err(e), None) => return UnitResult::Failed { class: FailureClass::Unknown, error: ApiError::Malformed(e.0) },
     };
     let expected_tokens = view.model.size(&task.size).map_or(0, |s| u64::from(s.output_tokens));
     let usage = reply.tokens(expected_tokens);
@@ -170,22 +351,49 @@ pub fn process(ctx: &UnitContext, input: &UnitInput, body: &[u8], tier: Tier) ->
     let Some(part) = &reply.image else {
         return no_image(&reply, "no image part".into(), usage, cost, tier);
     };
-    let bytes = match BASE64.decode(part.base64) {
-        Ok(b) => b,
-        Err(e) => return no_image(&reply, format!("image data is not valid base64: {e}"), usage, cost, tier),
+    let data = match blob_index(part.base64) {
+        Some(i) if i < blobs.len() => {
+            let blob = blobs.swap_remove(i);
+            drop(blobs);
+            if !blob.valid {
+                return no_image(&reply, "image data is not valid base64".into(), usage, cost, tier);
+            }
+            ImageData::Streamed(blob)
+        }
+        _ => match part.decode() {
+            Ok(b) => ImageData::Memory(b),
+            Err(e) => return no_image(&reply, format!("image data is not valid base64: {e}"), usage, cost, tier),
+        },
     };
-    let Some(kind) = media::sniff(&bytes) else {
+    let head = match &data {
+        ImageData::Memory(bytes) => &bytes[..],
+        ImageData::Streamed(blob) => &blob.head[..],
+    };
+    let Some(kind) = media::sniff(head) else {
         return no_image(&reply, "image data is not a known image format".into(), usage, cost, tier);
     };
-    let (width, height) = media::dimensions(&bytes, kind).unwrap_or(task.pixels);
+    let pixels = media::dimensions(head, kind).or_else(|| match &data {
+        ImageData::Streamed(blob) => media::file_dimensions(blob.file.path(), kind),
+        ImageData::Memory(_) => None,
+    });
+    let (width, height) = pixels.unwrap_or(task.pixels);
     let size_mismatch = ((width, height) != task.pixels).then_some((width, height));
-    let sha256 = sha256_hex(&bytes);
-    let sidecar = sidecar_json(ctx, input, &reply, kind, (width, height), &sha256, usage, cost, tier);
-    let written = match ctx.store.write_image(&task.output, kind.extension(), &bytes, &sidecar) {
+    let (sha256, written) = match data {
+        ImageData::Memory(bytes) => {
+            let sha256 = sha256_hex(&bytes);
+            let sidecar = sidecar_json(ctx, input, &reply, kind, (width, height), &sha256, usage, cost, tier);
+            (sha256, ctx.store.write_image(&task.output, kind.extension(), &bytes, &sidecar))
+        }
+        ImageData::Streamed(blob) => {
+            let sha256 = hex::encode(blob.hasher.finalize());
+            let sidecar = sidecar_json(ctx, input, &reply, kind, (width, height), &sha256, usage, cost, tier);
+            (sha256, ctx.store.commit_image(blob.file, &task.output, kind.extension(), &sidecar))
+        }
+    };
+    let written = match written {
         Ok(w) => w,
         Err(error) => return UnitResult::Store { error, usage, cost },
     };
-    drop(bytes);
     let mut turn = None;
     if ctx.keep_turn[input.index as usize]
         && let Some(raw) = raw_model_content(body)

@@ -10,4 +10,5 @@ mod report;
 mod resume;
 mod run;
 mod schemas;
+mod streaming;
 mod support;

@@ -318,7 +318,7 @@ fn a_read_only_output_directory_is_a_clean_fatal_error_and_the_journal_stays_val
     assert_code(&ws.run(&emulator, "m.yaml", &[]), 0);
 }
 
-fn nix_is_root() -> bool {
+pub fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)

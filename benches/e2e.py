@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: the release binary against the built-in emulator on loopback.
+
+For each configuration (image size, -j, latency) it runs, interleaved, `repeats` times each:
+
+- `nanobatch run` (with `--no-html`: the contact sheet's thumbnails are measured on their own,
+  with `nanobatch report --html`),
+- the physical-limit reference loop (`examples/reference_loop.rs`): receive, base64-decode,
+  write; nothing else,
+
+and reports medians of wall time, CPU time (user + sys) per image, images per second, peak RSS
+and the emulator's CPU share. The emulator pads its PNGs to realistic sizes (~1.5 MB at 1K,
+~6 MB at 2K, 10 MB at 4K) and serves them from cached bytes.
+
+Usage (see BENCHMARKS.md):
+    python3 benches/e2e.py                       # the standard suite
+    python3 benches/e2e.py --quick               # a smoke run
+    python3 benches/e2e.py --only cpu --repeats 5
+Results: a Markdown table on stdout and target/e2e/results.json.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = ROOT / "target"
+NANOBATCH = TARGET / "release" / "nanobatch"
+REFERENCE = TARGET / "release" / "examples" / "reference_loop"
+WORK = TARGET / "e2e"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MODEL = "gemini-3.1-flash-image-preview"
+PAD_PER_MEGAPIXEL = 1_450_000
+PAD_CAP = 10_000_000
+# Decoded (padded PNG) size per image size, for the memory bound.
+IMAGE_BYTES = {"1K": 1_520_000, "2K": 6_080_000, "4K": 10_000_000}
+
+
+def build():
+    subprocess.run(
+        ["cargo", "build", "--release", "--locked", "--bin", "nanobatch", "--example", "reference_loop"],
+        cwd=ROOT,
+        check=True,
+    )
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def process_cpu(pid):
+    """User + system seconds of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class Emulator:
+    def __init__(self, latency):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [
+            str(NANOBATCH), "mock-server", "--port", str(self.port), "--latency", latency,
+            "--pad-per-megapixel", str(PAD_PER_MEGAPIXEL), "--pad-cap", str(PAD_CAP), "-q",
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/_stats", timeout=1).read()
+                break
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("the emulator did not start")
+                time.sleep(0.05)
+
+    def cpu(self):
+        return process_cpu(self.proc.pid)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class Deleter(threading.Thread):
+    """Deletes finished images while a long run goes on, so 100 GB never reach the disk. Only
+    for runs with --no-html (nothing reads the images again)."""
+
+    def __init__(self, directory):
+        super().__init__(daemon=True)
+        self.directory = directory
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.5):
+            for path in self.directory.rglob("*.png"):
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+
+
+def measured(cmd, env=None, cwd=None, emulator=None, delete_in=None):
+    """Runs a command; returns wall s, CPU s (user+sys), peak RSS bytes, emulator CPU s."""
+    log = open(WORK / "last.log", "w")
+    deleter = None
+    emu_before = emulator.cpu() if emulator else 0.0
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log)
+    if delete_in is not None:
+        deleter = Deleter(delete_in)
+        deleter.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    if deleter:
+        deleter.done.set()
+        deleter.join()
+    emu_cpu = (emulator.cpu() - emu_before) if emulator else 0.0
+    log.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.stderr.write((WORK / "last.log").read_text()[-3000:])
+        raise RuntimeError(f"{cmd[0]} exited with {code}")
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "user_s": usage.ru_utime,
+        "sys_s": usage.ru_stime,
+        "peak_rss_bytes": usage.ru_maxrss * 1024,
+        "emulator_cpu_s": emu_cpu,
+    }
+
+
+def write_manifest(directory, tasks, size):
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "products.csv", "w") as f:
+        f.write("sku,name\n")
+        for i in range(tasks):
+            f.write(f"SKU-{i:07d},product {i}\n")
+    manifest = directory / "bench.yaml"
+    manifest.write_text(
+        "version: 1\n"
+        "retry: { attempts: 3, initial: 50ms, max: 200ms }\n"
+        "jobs:\n"
+        "  bench:\n"
+        f"    model: {MODEL}\n"
+        "    vars: products.csv\n"
+        "    key: sku\n"
+        '    prompt: "A studio photo of {{ name }} on white"\n'
+        f'    sizes: ["1:1@{size}"]\n'
+    )
+    return manifest
+
+
+def run_nanobatch(emulator, manifest, out, jobs, delete=False):
+    shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ, GEMINI_API_KEY="bench", NO_COLOR="1")
+    cmd = [
+        str(NANOBATCH), "run", str(manifest), "-o", str(out), "-j", str(jobs),
+        "--base-url", emulator.url, "--no-html", "-q",
+    ]
+    return measured(cmd, env=env, emulator=emulator, delete_in=out if delete else None)
+
+
+def run_reference(emulator, tasks, jobs, out, size, discard=False):
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [str(REFERENCE), emulator.url, str(tasks), str(jobs), str(out), MODEL, "1:1", size]
+    if discard:
+        cmd.append("--discard")
+    return measured(cmd, emulator=emulator)
+
+
+def run_report(out):
+    cmd = [str(NANOBATCH), "report", str(out), "--html", "-q"]
+    return measured(cmd)
+
+
+def median_of(runs, tasks):
+    keys = runs[0].keys()
+    m = {k: statistics.median(r[k] for r in runs) for k in keys}
+    m["cpu_ms_per_image"] = 1000 * m["cpu_s"] / tasks
+    m["images_per_s"] = tasks / m["wall_s"]
+    m["emulator_cpu_share"] = m["emulator_cpu_s"] / max(m["wall_s"] * os.cpu_count(), 1e-9)
+    m["runs"] = len(runs)
+    return m
+
+
+def suite_cpu(args, results):
+    """CPU per image and throughput, nanobatch vs the reference, zero and lognormal latency."""
+    for latency_name, latency in [("zero", "0"), ("lognormal", args.lognormal)]:
+        emulator = Emulator(latency)
+        try:
+            for size in args.sizes:
+                tasks = args.tasks if size == "1K" else max(args.tasks // 4, 50)
+                manifest = write_manifest(WORK / f"m-{size}-{tasks}", tasks, size)
+                for jobs in args.jobs:
+                    nb, ref = [], []
+                    for _ in range(args.repeats):
+                        nb.append(run_nanobatch(emulator, manifest, WORK / "out-nb", jobs))
+                        ref.append(run_reference(emulator, tasks, jobs, WORK / "out-ref", size))
+                    row = {
+                        "suite": "cpu", "latency": latency_name, "size": size, "jobs": jobs, "tasks": tasks,
+                        "nanobatch": median_of(nb, tasks), "reference": median_of(ref, tasks),
+                    }
+                    row["overhead_ratio"] = row["nanobatch"]["cpu_ms_per_image"] / row["reference"]["cpu_ms_per_image"]
+                    results.append(row)
+                    print_row(row)
+        finally:
+            emulator.stop()
+
+
+def suite_report(args, results):
+    """Thumbnails and report.html for the images of one run (measured apart from the run)."""
+    emulator = Emulator("0")
+    try:
+        tasks = args.tasks
+        manifest = write_manifest(WORK / f"m-1K-{tasks}", tasks, "1K")
+        run_nanobatch(emulator, manifest, WORK / "out-nb", 64)
+        runs = []
+        for _ in range(args.repeats):
+            shutil.rmtree(WORK / "out-nb" / ".nanobatch" / "thumbs", ignore_errors=True)
+            runs.append(run_report(WORK / "out-nb"))
+        row = {"suite": "report", "size": "1K", "tasks": tasks, "report": median_of(runs, tasks)}
+        results.append(row)
+        r = row["report"]
+        print(f"report --html, {tasks} 1K images, thumbnails from scratch: {r['wall_s']:.2f} s wall, "
+              f"{r['cpu_ms_per_image']:.2f} ms CPU per image, {r['peak_rss_bytes'] / 2**20:.0f} MiB peak")
+    finally:
+        emulator.stop()
+
+
+def suite_memory(args, results):
+    """Peak RSS with 4K images at -j 64, for growing task counts."""
+    emulator = Emulator("0")
+    try:
+        for tasks in args.memory_tasks:
+            manifest = write_manifest(WORK / f"m-4K-{tasks}", tasks, "4K")
+            repeats = args.repeats if tasks <= 2000 else 1
+            runs = [run_nanobatch(emulator, manifest, WORK / "out-mem", 64, delete=True) for _ in range(repeats)]
+            row = {"suite": "memory", "size": "4K", "jobs": 64, "tasks": tasks, "nanobatch": median_of(runs, tasks)}
+            row["bound_bytes"] = 64 * IMAGE_BYTES["4K"] + 100 * 2**20
+            results.append(row)
+            m = row["nanobatch"]
+            print(f"memory 4K -j 64, {tasks} tasks: peak RSS {m['peak_rss_bytes'] / 2**20:.0f} MiB "
+                  f"(bound {row['bound_bytes'] / 2**20:.0f} MiB), {m['cpu_ms_per_image']:.2f} ms CPU/image, "
+                  f"{m['images_per_s']:.0f} images/s, runs: {repeats}")
+            shutil.rmtree(WORK / "out-mem", ignore_errors=True)
+    finally:
+        emulator.stop()
+
+
+def suite_emulator(args, results):
+    """Responses per second the emulator serves (1K, 1.5 MB) to a client that discards them."""
+    emulator = Emulator("0")
+    try:
+        tasks = args.tasks * 2
+        runs = [run_reference(emulator, tasks, 64, WORK / "out-ref", "1K", discard=True) for _ in range(args.repeats)]
+        m = median_of(runs, tasks)
+        row = {"suite": "emulator", "tasks": tasks, "discarding_client": m,
+               "emulator_cpu_ms_per_response": 1000 * m["emulator_cpu_s"] / tasks}
+        row["responses_per_s"] = tasks / m["wall_s"]
+        row["responses_per_emulator_cpu_s"] = tasks / max(m["emulator_cpu_s"], 1e-9)
+        results.append(row)
+        print(f"emulator: {row['responses_per_s']:.0f} responses/s of 1.5 MB to a discarding client "
+              f"(both on {os.cpu_count()} cores); {row['emulator_cpu_ms_per_response']:.3f} ms emulator CPU per "
+              f"response = {row['responses_per_emulator_cpu_s']:.0f} responses per emulator CPU-second")
+    finally:
+        emulator.stop()
+
+
+def print_row(row):
+    nb, ref = row["nanobatch"], row["reference"]
+    print(
+        f"{row['latency']:>9} {row['size']:>3} -j {row['jobs']:<4} {row['tasks']:>5} tasks | nanobatch "
+        f"{nb['cpu_ms_per_image']:6.2f} ms/img {nb['images_per_s']:7.1f} img/s {nb['peak_rss_bytes'] / 2**20:6.0f} MiB"
+        f" | reference {ref['cpu_ms_per_image']:6.2f} ms/img {ref['images_per_s']:7.1f} img/s"
+        f" {ref['peak_rss_bytes'] / 2**20:6.0f} MiB | ratio {row['overhead_ratio']:.2f}"
+        f" | emulator CPU {nb['emulator_cpu_share'] * 100:.0f}%",
+        flush=True,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, nargs="+", default=[8, 64, 256])
+    parser.add_argument("--sizes", nargs="+", default=["1K"])
+    parser.add_argument("--lognormal", default="lognormal:200ms:0.5")
+    parser.add_argument("--memory-tasks", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--only", nargs="+", choices=["cpu", "report", "memory", "emulator"])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repeat: a smoke run")
+    parser.add_argument("--no-build", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.tasks, args.jobs, args.memory_tasks = 1, 100, [8, 64], [100, 300]
+    if not args.no_build:
+        build()
+    WORK.mkdir(parents=True, exist_ok=True)
+    suites = args.only or ["emulator", "cpu", "report", "memory"]
+    results = []
+    machine = {
+        "cpus": os.cpu_count(),
+        "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
+        "kernel": os.uname().release,
+    }
+    print(f"machine: {machine['cpus']} × {machine['cpu_model']}, Linux {machine['kernel']}", flush=True)
+    for suite in suites:
+        {"cpu": suite_cpu, "report": suite_report, "memory": suite_memory, "emulator": suite_emulator}[suite](
+            args, results
+        )
+    out = WORK / "results.json"
+    out.write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()

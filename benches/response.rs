@@ -1,0 +1,86 @@
+//! The client's CPU per image response: JSON, base64, verification, hashing and writing.
+//!
+//! Bodies are the emulator's own (a real PNG padded to the realistic size of each resolution),
+//! in the shape of `tests/fixtures/gemini/response.*.json`.
+
+use std::hint::black_box;
+use std::io::Write;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use nanobatch::api::response::parse_reply;
+use nanobatch::media;
+use nanobatch::mock::images::{ImageCache, ImageKey, full_bytes};
+use nanobatch::plan::fingerprint::sha256_hex;
+
+/// (label, width, height, padded file size)
+const SIZES: &[(&str, u32, u32, usize)] =
+    &[("1K-1.5MB", 1024, 1024, 1_500_000), ("2K-6MB", 2048, 2048, 6_000_000), ("4K-10MB", 4096, 4096, 10_000_000)];
+
+fn response_body(png: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "candidates": [{
+            "content": {"role": "model", "parts": [
+                {"text": "Here is the product on white."},
+                {"inlineData": {"mimeType": "image/png", "data": STANDARD.encode(png)}, "thoughtSignature": "c2ln"}
+            ]},
+            "finishReason": "STOP",
+            "index": 0
+        }],
+        "usageMetadata": {"promptTokenCount": 14, "candidatesTokenCount": 1290, "totalTokenCount": 1304,
+            "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 1290}]},
+        "modelVersion": "gemini-3.1-flash-image-preview",
+        "responseId": "bench"
+    }))
+    .unwrap()
+}
+
+/// Everything the client does with a 200 body before the write.
+fn verify(body: &[u8]) -> (usize, (u32, u32), String) {
+    let reply = parse_reply(body).unwrap();
+    let bytes = reply.image.as_ref().unwrap().decode().unwrap();
+    let kind = media::sniff(&bytes).unwrap();
+    let dims = media::dimensions(&bytes, kind).unwrap();
+    (bytes.len(), dims, sha256_hex(&bytes))
+}
+
+fn bench_response(c: &mut Criterion) {
+    let cache = ImageCache::default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut group = c.benchmark_group("response");
+    group.sample_size(30);
+    for &(label, width, height, pad_to) in SIZES {
+        let png = full_bytes(&cache.get(ImageKey { width, height, style: 1, jpeg: false, pad_to }), label);
+        let body = response_body(&png);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::new("parse_json", label), &body, |b, body| {
+            b.iter(|| parse_reply(black_box(body)).unwrap().image.unwrap().base64.len())
+        });
+        let reply = parse_reply(&body).unwrap();
+        let part = reply.image.as_ref().unwrap();
+        group.bench_with_input(BenchmarkId::new("base64_decode", label), part, |b, part| {
+            b.iter(|| black_box(part).decode().unwrap().len())
+        });
+        group.bench_with_input(BenchmarkId::new("base64_decode_scalar", label), part, |b, part| {
+            b.iter(|| black_box(part).decode_scalar().unwrap().len())
+        });
+        group.bench_with_input(BenchmarkId::new("sha256", label), &png, |b, png| b.iter(|| sha256_hex(black_box(png))));
+        group.bench_with_input(BenchmarkId::new("verify", label), &body, |b, body| b.iter(|| verify(black_box(body))));
+        let path = dir.path().join(format!("{label}.png"));
+        group.bench_with_input(BenchmarkId::new("verify_and_write", label), &body, |b, body| {
+            b.iter(|| {
+                let reply = parse_reply(body).unwrap();
+                let bytes = reply.image.as_ref().unwrap().decode().unwrap();
+                let kind = media::sniff(&bytes).unwrap();
+                black_box(media::dimensions(&bytes, kind));
+                black_box(sha256_hex(&bytes));
+                std::fs::File::create(&path).unwrap().write_all(&bytes).unwrap();
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_response);
+criterion_main!(benches);

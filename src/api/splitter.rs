@@ -1,0 +1,446 @@
+//! Splitting a `generateContent` body as it arrives, so that an image never sits in memory
+//! whole: the JSON *skeleton* (everything but long `"data"` strings) is kept and parsed
+//! afterwards as usual, while each long `"data"` string (an image's base64, 1–13 MB) is decoded
+//! block by block into a [`BlobSink`] (a temp file next to its destination).
+//!
+//! In the skeleton a streamed string reads `"nanobatch-blob:N"`: not base64 (`:` and `-` are not
+//! in its alphabet), so it cannot be mistaken for image data. Short `"data"` strings (under
+//! [`STREAM_THRESHOLD`] bytes) stay in the skeleton and are decoded in memory.
+//!
+//! The scanner understands just enough JSON to find string values of a `data` key: strings,
+//! their escapes, `:` after a key. Everything else is copied through untouched; whether the
+//! skeleton is valid JSON is for the parser to say.
+
+use std::io;
+
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// What a streamed string becomes in the skeleton, followed by its index.
+pub const BLOB_PREFIX: &str = "nanobatch-blob:";
+/// `"data"` strings longer than this are streamed.
+pub const STREAM_THRESHOLD: usize = 64 << 10;
+/// Base64 decoded per block (a multiple of 4): large enough for the SIMD decoder to shine,
+/// small enough to stay in cache on its way to the hash and the file.
+const DECODE_BLOCK: usize = 256 << 10;
+
+const FORGIVING: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Receives the decoded bytes of each streamed string.
+pub trait BlobSink {
+    /// Blob `index` begins.
+    fn begin(&mut self, index: usize) -> io::Result<()>;
+    /// The next decoded bytes of blob `index`.
+    fn write(&mut self, index: usize, decoded: &[u8]) -> io::Result<()>;
+    /// Blob `index` is complete; `valid` is false when its text was not base64.
+    fn end(&mut self, index: usize, valid: bool) -> io::Result<()>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// Between tokens.
+    Outside,
+    /// Inside a string that stays in the skeleton.
+    String { escape: bool },
+    /// Inside a `data` string, not yet known to be long: its text is in `held`.
+    Held { escape: bool },
+    /// Inside a streamed string.
+    Blob { escape: bool },
+}
+
+/// Where the scanner is relative to a `"data":` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    None,
+    /// The string just closed was `"data"`.
+    Data,
+    /// `"data":` seen; a string now is its value.
+    DataColon,
+}
+
+/// The streaming splitter; feed it chunks, then [`Splitter::finish`].
+#[derive(Debug)]
+pub struct Splitter {
+    skeleton: Vec<u8>,
+    scan: Scan,
+    key: Key,
+    /// Bytes of the current skeleton string matched against `data` (None: no match).
+    matched: Option<usize>,
+    /// The text of a `data` string until it is long enough to stream.
+    held: Vec<u8>,
+    /// Base64 text not yet decoded.
+    pending: Vec<u8>,
+    decoded: Vec<u8>,
+    blobs: usize,
+    valid: bool,
+}
+
+impl Default for Splitter {
+    fn default() -> Self {
+        Splitter::new()
+    }
+}
+
+impl Splitter {
+    pub fn new() -> Splitter {
+        Splitter {
+            skeleton: Vec::with_capacity(8 << 10),
+            scan: Scan::Outside,
+            key: Key::None,
+            matched: None,
+            held: Vec::new(),
+            pending: Vec::new(),
+            decoded: Vec::new(),
+            blobs: 0,
+            valid: true,
+        }
+    }
+
+    /// Scans the next bytes of the body.
+    pub fn feed(&mut self, mut chunk: &[u8], sink: &mut dyn BlobSink) -> io::Result<()> {
+        while !chunk.is_empty() {
+            let used = match self.scan {
+                Scan::Outside => self.outside(chunk),
+                Scan::String { escape } => self.string(chunk, escape),
+                Scan::Held { escape } => self.held_text(chunk, escape, sink)?,
+                Scan::Blob { escape } => self.blob(chunk, escape, sink)?,
+            };
+            chunk = &chunk[used..];
+        }
+        Ok(())
+    }
+
+    /// The skeleton, once the whole body was fed, and the number of streamed blobs. A body that
+    /// ends inside a streamed string ends that blob as invalid.
+    pub fn finish(mut self, sink: &mut dyn BlobSink) -> io::Result<(Vec<u8>, usize)> {
+        match self.scan {
+            Scan::Blob { .. } => {
+                self.valid = false;
+                self.close_blob(sink)?;
+            }
+            Scan::Held { .. } => {
+                let held = std::mem::take(&mut self.held);
+                self.skeleton.extend_from_slice(&held);
+            }
+            Scan::Outside | Scan::String { .. } => {}
+        }
+        Ok((self.skeleton, self.blobs))
+    }
+
+    fn outside(&mut self, chunk: &[u8]) -> usize {
+        for (i, &b) in chunk.iter().enumerate() {
+            self.skeleton.push(b);
+            match b {
+                b' ' | b'\n' | b'\r' | b'\t' => {}
+                b':' => self.key = if self.key == Key::Data { Key::DataColon } else { Key::None },
+                b'"' => {
+                    if self.key == Key::DataColon {
+                        self.scan = Scan::Held { escape: false };
+                        self.held.clear();
+                    } else {
+                        self.scan = Scan::String { escape: false };
+                        self.matched = Some(0);
+                    }
+                    self.key = Key::None;
+                    return i + 1;
+                }
+                _ => self.key = Key::None,
+            }
+        }
+        chunk.len()
+    }
+
+    fn string(&mut self, chunk: &[u8], mut escape: bool) -> usize {
+        for (i, &b) in chunk.iter().enumerate() {
+            self.skeleton.push(b);
+            if escape {
+                escape = false;
+                self.matched = None;
+                continue;
+            }
+            match b {
+                b'\\' => escape = true,
+                b'"' => {
+                    self.key = if self.matched == Some(4) { Key::Data } else { Key::None };
+                    self.scan = Scan::Outside;
+                    return i + 1;
+                }
+                _ => {
+                    self.matched = match self.matched {
+                        Some(n) if n < 4 && b"data"[n] == b => Some(n + 1),
+                        _ => None,
+                    };
+                }
+            }
+        }
+        self.scan = Scan::String { escape };
+        chunk.len()
+    }
+
+    /// A `data` string's text: held in memory until it ends (short: back into the skeleton) or
+    /// grows past the threshold (long: streamed from now on).
+    fn held_text(&mut self, chunk: &[u8], mut escape: bool, sink: &mut dyn BlobSink) -> io::Result<usize> {
+        for (i, &b) in chunk.iter().enumerate() {
+            if escape {
+                escape = false;
+            } else if b == b'\\' {
+                escape = true;
+            } else if b == b'"' {
+                let held = std::mem::take(&mut self.held);
+                self.skeleton.extend_from_slice(&held);
+                self.skeleton.push(b'"');
+                self.scan = Scan::Outside;
+                return Ok(i + 1);
+            }
+            self.held.push(b);
+            if self.held.len() >= STREAM_THRESHOLD && !escape {
+                self.start_blob(sink)?;
+                return Ok(i + 1);
+            }
+        }
+        self.scan = Scan::Held { escape };
+        Ok(chunk.len())
+    }
+
+    fn start_blob(&mut self, sink: &mut dyn BlobSink) -> io::Result<()> {
+        sink.begin(self.blobs)?;
+        self.valid = true;
+        self.pending.clear();
+        let held = std::mem::take(&mut self.held);
+        if held.contains(&b'\\') {
+            let text = self.unescape(&held);
+            self.push_text(&text, sink)?;
+        } else {
+            self.push_text(&held, sink)?;
+        }
+        self.scan = Scan::Blob { escape: false };
+        Ok(())
+    }
+
+    /// Held text with `\/` unescaped; any other escape makes the blob invalid.
+    fn unescape(&mut self, held: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(held.len());
+        let mut bytes = held.iter();
+        while let Some(&b) = bytes.next() {
+            if b != b'\\' {
+                out.push(b);
+            } else if bytes.next() == Some(&b'/') {
+                out.push(b'/');
+            } else {
+                self.valid = false;
+            }
+        }
+        out
+    }
+
+    fn blob(&mut self, chunk: &[u8], escape: bool, sink: &mut dyn BlobSink) -> io::Result<usize> {
+        let mut start = 0;
+        if escape {
+            // JSON may escape `/` as `\/`; any other escape is not base64.
+            if chunk[0] == b'/' {
+                self.push_text(b"/", sink)?;
+            } else {
+                self.valid = false;
+            }
+            start = 1;
+        }
+        let rest = &chunk[start..];
+        match memchr::memchr2(b'"', b'\\', rest) {
+            None => {
+                self.push_text(rest, sink)?;
+                self.scan = Scan::Blob { escape: false };
+                Ok(chunk.len())
+            }
+            Some(at) => {
+                self.push_text(&rest[..at], sink)?;
+                if rest[at] == b'\\' {
+                    self.scan = Scan::Blob { escape: true };
+                } else {
+                    self.close_blob(sink)?;
+                    self.skeleton.extend_from_slice(format!("{BLOB_PREFIX}{}\"", self.blobs - 1).as_bytes());
+                    self.scan = Scan::Outside;
+                }
+                Ok(start + at + 1)
+            }
+        }
+    }
+
+    /// Queues base64 text, decoding whole blocks as they fill.
+    fn push_text(&mut self, mut text: &[u8], sink: &mut dyn BlobSink) -> io::Result<()> {
+        while !text.is_empty() {
+            let room = DECODE_BLOCK - self.pending.len();
+            let take = room.min(text.len());
+            self.pending.extend_from_slice(&text[..take]);
+            text = &text[take..];
+            if self.pending.len() == DECODE_BLOCK {
+                self.decode_pending(false, sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn decode_pending(&mut self, last: bool, sink: &mut dyn BlobSink) -> io::Result<()> {
+        if self.pending.is_empty() || !self.valid {
+            self.pending.clear();
+            return Ok(());
+        }
+        let simd = base64_simd::STANDARD;
+        let ok = if self.pending.len().is_multiple_of(4) {
+            // A whole number of quads: the SIMD decoder (strict about padding, which only the
+            // last block may have).
+            match simd.decoded_length(&self.pending) {
+                Ok(n) => {
+                    self.decoded.resize(n, 0);
+                    simd.decode(&self.pending, base64_simd::Out::from_slice(&mut self.decoded)).is_ok()
+                }
+                Err(_) => false,
+            }
+        } else if last {
+            // A final block without its padding: the forgiving scalar decoder.
+            self.decoded.clear();
+            FORGIVING.decode_vec(&self.pending, &mut self.decoded).is_ok()
+        } else {
+            false
+        };
+        self.pending.clear();
+        if !ok {
+            self.valid = false;
+            return Ok(());
+        }
+        sink.write(self.blobs, &self.decoded)
+    }
+
+    fn close_blob(&mut self, sink: &mut dyn BlobSink) -> io::Result<()> {
+        self.decode_pending(true, sink)?;
+        sink.end(self.blobs, self.valid)?;
+        self.blobs += 1;
+        Ok(())
+    }
+}
+
+/// The blob a skeleton string stands for, if it is one.
+pub fn blob_index(text: &str) -> Option<usize> {
+    text.strip_prefix(BLOB_PREFIX)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect {
+        blobs: Vec<(Vec<u8>, Option<bool>)>,
+    }
+
+    impl BlobSink for Collect {
+        fn begin(&mut self, index: usize) -> io::Result<()> {
+            assert_eq!(index, self.blobs.len());
+            self.blobs.push((Vec::new(), None));
+            Ok(())
+        }
+        fn write(&mut self, index: usize, decoded: &[u8]) -> io::Result<()> {
+            self.blobs[index].0.extend_from_slice(decoded);
+            Ok(())
+        }
+        fn end(&mut self, index: usize, valid: bool) -> io::Result<()> {
+            self.blobs[index].1 = Some(valid);
+            Ok(())
+        }
+    }
+
+    fn split(body: &[u8], chunk: usize) -> (String, Collect) {
+        let mut sink = Collect::default();
+        let mut s = Splitter::new();
+        for piece in body.chunks(chunk.max(1)) {
+            s.feed(piece, &mut sink).unwrap();
+        }
+        let (skeleton, n) = s.finish(&mut sink).unwrap();
+        assert_eq!(n, sink.blobs.len());
+        (String::from_utf8(skeleton).unwrap(), sink)
+    }
+
+    fn image(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    }
+
+    fn body_with(parts: &str) -> String {
+        format!(
+            r#"{{"candidates":[{{"content":{{"parts":[{parts}]}},"finishReason":"STOP"}}],"usageMetadata":{{"totalTokenCount":3}}}}"#
+        )
+    }
+
+    #[test]
+    fn long_data_is_streamed_and_short_data_stays() {
+        let big = image(300_000, 1);
+        let small = image(100, 2);
+        let parts = format!(
+            r#"{{"text":"data \"data\": \"not me\""}},{{"inlineData":{{"mimeType":"image/png","data":"{}"}}}},{{"inline_data": {{"data" : "{}"}}}}"#,
+            STANDARD.encode(&small),
+            STANDARD.encode(&big)
+        );
+        let body = body_with(&parts);
+        for chunk in [1, 7, 4096, body.len()] {
+            let (skeleton, sink) = split(body.as_bytes(), chunk);
+            assert_eq!(sink.blobs.len(), 1, "chunk {chunk}");
+            assert_eq!(sink.blobs[0].0, big);
+            assert_eq!(sink.blobs[0].1, Some(true));
+            let value: serde_json::Value = serde_json::from_str(&skeleton).unwrap();
+            let parts = &value["candidates"][0]["content"]["parts"];
+            assert_eq!(parts[0]["text"], "data \"data\": \"not me\"");
+            assert_eq!(parts[1]["inlineData"]["data"], STANDARD.encode(&small));
+            assert_eq!(parts[2]["inline_data"]["data"], "nanobatch-blob:0");
+            assert!(skeleton.len() < 1000);
+        }
+    }
+
+    #[test]
+    fn escaped_slashes_unpadded_ends_and_garbage() {
+        let big = image(200_000, 3);
+        let text = STANDARD.encode(&big);
+        let escaped = text.replace('/', "\\/");
+        let unpadded = text.trim_end_matches('=');
+        let garbage = format!("{}!!{}", &text[..100_000], &text[100_000..]);
+        for (data, valid) in [(escaped.as_str(), true), (unpadded, true), (garbage.as_str(), false)] {
+            let body = body_with(&format!(r#"{{"inlineData":{{"data":"{data}"}}}}"#));
+            let (_, sink) = split(body.as_bytes(), 1000);
+            assert_eq!(sink.blobs[0].1, Some(valid));
+            if valid {
+                assert_eq!(sink.blobs[0].0, big);
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_cut_inside_a_blob_ends_it_invalid() {
+        let text = STANDARD.encode(image(200_000, 4));
+        let body = body_with(&format!(r#"{{"inlineData":{{"data":"{text}"}}}}"#));
+        let (_, sink) = split(&body.as_bytes()[..150_000], 999);
+        assert_eq!(sink.blobs[0].1, Some(false));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_chunking_gives_the_same_result(len in 60_000usize..200_000, chunk in 1usize..70_000, seed: u8) {
+            let big = image(len, seed);
+            let body = body_with(&format!(r#"{{"inlineData":{{"data":"{}"}},"thoughtSignature":"c2ln"}}"#, STANDARD.encode(&big)));
+            let (skeleton, sink) = split(body.as_bytes(), chunk);
+            let (whole, _) = split(body.as_bytes(), body.len());
+            prop_assert_eq!(&skeleton, &whole);
+            let streamed = STANDARD.encode(&big).len() >= STREAM_THRESHOLD;
+            prop_assert_eq!(sink.blobs.len(), usize::from(streamed));
+            if streamed {
+                prop_assert_eq!(&sink.blobs[0].0, &big);
+            } else {
+                prop_assert_eq!(skeleton, body);
+            }
+        }
+    }
+}
