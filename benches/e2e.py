@@ -66,13 +66,14 @@ def process_cpu(pid):
 
 
 class Emulator:
-    def __init__(self, latency):
+    def __init__(self, latency, pad=True, rpm=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [
-            str(NANOBATCH), "mock-server", "--port", str(self.port), "--latency", latency,
-            "--pad-per-megapixel", str(PAD_PER_MEGAPIXEL), "--pad-cap", str(PAD_CAP), "-q",
-        ]
+        args = [str(NANOBATCH), "mock-server", "--port", str(self.port), "--latency", latency, "-q"]
+        if pad:
+            args += ["--pad-per-megapixel", str(PAD_PER_MEGAPIXEL), "--pad-cap", str(PAD_CAP)]
+        if rpm:
+            args += ["--rpm", str(rpm)]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 20
         while True:
@@ -141,7 +142,7 @@ def measured(cmd, env=None, cwd=None, emulator=None, delete_in=None):
     }
 
 
-def write_manifest(directory, tasks, size):
+def write_manifest(directory, tasks, size, rpm=None):
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "products.csv", "w") as f:
         f.write("sku,name\n")
@@ -151,7 +152,8 @@ def write_manifest(directory, tasks, size):
     manifest.write_text(
         "version: 1\n"
         "retry: { attempts: 3, initial: 50ms, max: 200ms }\n"
-        "jobs:\n"
+        + (f"limits:\n  rate:\n    {MODEL}: {{ rpm: {rpm} }}\n" if rpm else "")
+        + "jobs:\n"
         "  bench:\n"
         f"    model: {MODEL}\n"
         "    vars: products.csv\n"
@@ -278,6 +280,126 @@ def suite_emulator(args, results):
         emulator.stop()
 
 
+def stats(emulator):
+    return json.loads(urllib.request.urlopen(emulator.url + "/_stats", timeout=5).read())
+
+
+def requests_served(emulator):
+    return sum(stats(emulator)["by_status"].values())
+
+
+def timed(cmd, repeats, env=None):
+    runs = [measured(cmd, env=env) for _ in range(repeats)]
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def suite_plan(args, results):
+    """`nanobatch plan` of every example (goal: under 100 ms) and of 1,000,000 tasks (goal:
+    under 3 s and 1 GiB)."""
+    examples = sorted((ROOT / "examples" / "manifests").glob("*.yaml"))
+    for example in examples:
+        m = timed([str(NANOBATCH), "plan", str(example), "-o", str(WORK / "plan-out")], max(args.repeats, 10))
+        results.append({"suite": "plan", "manifest": example.name, **m})
+        print(f"plan {example.name}: {m['wall_s'] * 1000:.1f} ms wall, {m['peak_rss_bytes'] / 2**20:.0f} MiB peak")
+    big = WORK / "plan-1m"
+    big.mkdir(parents=True, exist_ok=True)
+    with open(big / "products.csv", "w") as f:
+        f.write("sku,name,color\n")
+        for i in range(250_000):
+            f.write(f"SKU-{i:07d},product {i},{['red', 'blue', 'green'][i % 3]}\n")
+    (big / "catalogue.yaml").write_text(
+        "version: 1\ndefaults:\n  model: gemini-3.1-flash-image-preview\njobs:\n  catalogue:\n"
+        "    vars: products.csv\n    key: sku\n"
+        '    prompt: "A studio photo of a {{ color }} {{ name }} on white"\n'
+        '    sizes: ["1:1@1K", "16:9@1K", "4:5@2K", "9:16@512"]\n'
+    )
+    m = timed([str(NANOBATCH), "plan", str(big / "catalogue.yaml"), "-o", str(big / "out")], args.repeats)
+    results.append({"suite": "plan", "manifest": "1M tasks (250k rows x 4 sizes)", **m})
+    print(f"plan 1,000,000 tasks: {m['wall_s']:.2f} s wall, {m['cpu_s']:.2f} s CPU, "
+          f"{m['peak_rss_bytes'] / 2**20:.0f} MiB peak (median of {args.repeats})")
+
+
+def suite_resume(args, results):
+    """Resume of a run whose 100,000 tasks are all done: journal + file checks, no request."""
+    emulator = Emulator("0", pad=False)
+    try:
+        tasks = args.resume_tasks
+        manifest = write_manifest(WORK / f"m-512-{tasks}", tasks, "512")
+        out = WORK / "out-resume"
+        first = run_nanobatch(emulator, manifest, out, 64)
+        print(f"resume: first run of {tasks} small tasks took {first['wall_s']:.1f} s", flush=True)
+        env = dict(os.environ, GEMINI_API_KEY="bench", NO_COLOR="1")
+        cmd = [str(NANOBATCH), "run", str(manifest), "-o", str(out), "--base-url", emulator.url, "--no-html", "-q"]
+        before = requests_served(emulator)
+        m = timed(cmd, args.repeats, env=env)
+        sent = requests_served(emulator) - before
+        row = {"suite": "resume", "tasks": tasks, "requests_sent": sent, **m}
+        results.append(row)
+        print(f"resume of {tasks} done tasks: {m['wall_s']:.2f} s wall, {m['cpu_s']:.2f} s CPU, "
+              f"{m['peak_rss_bytes'] / 2**20:.0f} MiB peak, {sent} requests sent (median of {args.repeats})")
+    finally:
+        emulator.stop()
+
+
+def suite_report_scale(args, results):
+    """report.json + report.html for a run of 5,000 tasks: from scratch (thumbnails made) and
+    again (thumbnails cached); the size of report.html."""
+    emulator = Emulator("0")
+    try:
+        tasks = args.report_tasks
+        manifest = write_manifest(WORK / f"m-1K-{tasks}", tasks, "1K")
+        out = WORK / "out-report"
+        run_nanobatch(emulator, manifest, out, 64)
+        fresh = []
+        for _ in range(args.repeats):
+            shutil.rmtree(out / ".nanobatch" / "thumbs", ignore_errors=True)
+            fresh.append(measured([str(NANOBATCH), "report", str(out), "-q"]))
+        fresh_m = {k: statistics.median(r[k] for r in fresh) for k in fresh[0]}
+        cached = timed([str(NANOBATCH), "report", str(out), "-q"], args.repeats)
+        html = (out / "report.html").stat().st_size
+        rjson = (out / "report.json").stat().st_size
+        row = {"suite": "report", "tasks": tasks, "fresh": fresh_m, "cached": cached,
+               "report_html_bytes": html, "report_json_bytes": rjson}
+        results.append(row)
+        print(f"report of {tasks} tasks: {cached['wall_s']:.2f} s with thumbnails cached; "
+              f"{fresh_m['wall_s']:.2f} s making {tasks} thumbnails ({1000 * fresh_m['cpu_s'] / tasks:.2f} ms CPU each); "
+              f"report.html {html / 2**20:.2f} MiB, report.json {rjson / 2**20:.2f} MiB")
+    finally:
+        emulator.stop()
+
+
+def suite_ratelimit(args, results):
+    """With the emulator enforcing R requests per minute: the achieved rate (goal: 97% of R, no
+    429) and, with lognormal latency and a small -j, the throughput (goal: 95% of min(R, j/mean))."""
+    import math
+    rpm = args.rpm
+    for name, latency, jobs in [("ample -j", "0", 64), ("lognormal", args.ratelimit_lognormal, args.ratelimit_jobs)]:
+        emulator = Emulator(latency, pad=False, rpm=rpm)
+        try:
+            if latency == "0":
+                expected = rpm / 60
+            else:
+                _, median, sigma = latency.split(":")
+                median_s = float(median.rstrip("ms")) / (1000 if median.endswith("ms") else 1)
+                mean = median_s * math.exp(float(sigma) ** 2 / 2)
+                expected = min(rpm / 60, jobs / mean)
+            tasks = int(expected * args.ratelimit_seconds)
+            manifest = write_manifest(WORK / f"m-rate-{tasks}", tasks, "512", rpm=rpm)
+            before = stats(emulator)["by_status"]
+            m = run_nanobatch(emulator, manifest, WORK / "out-rate", jobs)
+            after = stats(emulator)["by_status"]
+            got_429 = after.get("429", 0) - before.get("429", 0)
+            achieved = tasks / m["wall_s"]
+            row = {"suite": "ratelimit", "case": name, "rpm": rpm, "jobs": jobs, "latency": latency, "tasks": tasks,
+                   "expected_per_s": expected, "achieved_per_s": achieved, "share": achieved / expected,
+                   "responses_429": got_429, **m}
+            results.append(row)
+            print(f"rate limit {rpm}/min, {name} (-j {jobs}, latency {latency}): {achieved:.2f}/s of {expected:.2f}/s "
+                  f"= {100 * achieved / expected:.1f}% over {m['wall_s']:.0f} s, {got_429} responses 429", flush=True)
+        finally:
+            emulator.stop()
+
+
 def print_row(row):
     nb, ref = row["nanobatch"], row["reference"]
     print(
@@ -290,6 +412,18 @@ def print_row(row):
     )
 
 
+SUITES = {
+    "emulator": suite_emulator,
+    "cpu": suite_cpu,
+    "thumbs": suite_report,
+    "memory": suite_memory,
+    "plan": suite_plan,
+    "resume": suite_resume,
+    "report": suite_report_scale,
+    "ratelimit": suite_ratelimit,
+}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -298,16 +432,23 @@ def main():
     parser.add_argument("--sizes", nargs="+", default=["1K"])
     parser.add_argument("--lognormal", default="lognormal:200ms:0.5")
     parser.add_argument("--memory-tasks", type=int, nargs="+", default=[1000, 10000])
-    parser.add_argument("--only", nargs="+", choices=["cpu", "report", "memory", "emulator"])
+    parser.add_argument("--resume-tasks", type=int, default=100_000)
+    parser.add_argument("--report-tasks", type=int, default=5000)
+    parser.add_argument("--rpm", type=int, default=600)
+    parser.add_argument("--ratelimit-seconds", type=int, default=120)
+    parser.add_argument("--ratelimit-jobs", type=int, default=4)
+    parser.add_argument("--ratelimit-lognormal", default="lognormal:500ms:0.5")
+    parser.add_argument("--only", nargs="+", choices=list(SUITES))
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat: a smoke run")
     parser.add_argument("--no-build", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.tasks, args.jobs, args.memory_tasks = 1, 100, [8, 64], [100, 300]
+        args.resume_tasks, args.report_tasks, args.ratelimit_seconds = 2000, 300, 10
     if not args.no_build:
         build()
     WORK.mkdir(parents=True, exist_ok=True)
-    suites = args.only or ["emulator", "cpu", "report", "memory"]
+    suites = args.only or list(SUITES)
     results = []
     machine = {
         "cpus": os.cpu_count(),
@@ -316,9 +457,7 @@ def main():
     }
     print(f"machine: {machine['cpus']} × {machine['cpu_model']}, Linux {machine['kernel']}", flush=True)
     for suite in suites:
-        {"cpu": suite_cpu, "report": suite_report, "memory": suite_memory, "emulator": suite_emulator}[suite](
-            args, results
-        )
+        SUITES[suite](args, results)
     out = WORK / "results.json"
     out.write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
     print(f"results: {out}")

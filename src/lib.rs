@@ -13,6 +13,8 @@ pub mod env_vars;
 pub mod exec;
 pub mod exit_code;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod manifest;
 pub mod media;
 pub mod mock;

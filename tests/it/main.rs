@@ -4,6 +4,7 @@ mod batch;
 mod cli;
 mod conversation;
 mod faults;
+mod fuzz_corpora;
 mod hardening;
 mod invalid;
 mod report;
