@@ -104,9 +104,11 @@ class Deleter(threading.Thread):
 
     def run(self):
         while not self.done.wait(0.5):
+            now = time.time()
             for path in self.directory.rglob("*.png"):
                 try:
-                    path.unlink()
+                    if now - path.stat().st_mtime > 1.0:
+                        path.unlink()
                 except OSError:
                     pass
 
@@ -456,10 +458,10 @@ def main():
         "kernel": os.uname().release,
     }
     print(f"machine: {machine['cpus']} × {machine['cpu_model']}, Linux {machine['kernel']}", flush=True)
+    out = WORK / f"results-{'-'.join(suites)}.json"
     for suite in suites:
         SUITES[suite](args, results)
-    out = WORK / "results.json"
-    out.write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
+        out.write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
     print(f"results: {out}")
 
 

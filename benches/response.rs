@@ -10,9 +10,35 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nanobatch::api::response::parse_reply;
+use nanobatch::api::splitter::{BlobSink, Splitter};
 use nanobatch::media;
 use nanobatch::mock::images::{ImageCache, ImageKey, full_bytes};
 use nanobatch::plan::fingerprint::sha256_hex;
+use sha2::{Digest, Sha256};
+
+/// What a run's sink does with a streamed image: hash, keep the head, write.
+struct FileSink {
+    file: std::fs::File,
+    hasher: Sha256,
+    head: Vec<u8>,
+}
+
+impl BlobSink for FileSink {
+    fn begin(&mut self, _index: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn write(&mut self, _index: usize, decoded: &[u8]) -> std::io::Result<()> {
+        if self.head.len() < 65536 {
+            self.head.extend_from_slice(&decoded[..decoded.len().min(65536 - self.head.len())]);
+        }
+        self.hasher.update(decoded);
+        self.file.write_all(decoded)
+    }
+    fn end(&mut self, _index: usize, valid: bool) -> std::io::Result<()> {
+        assert!(valid);
+        Ok(())
+    }
+}
 
 /// (label, width, height, padded file size)
 const SIZES: &[(&str, u32, u32, usize)] =
@@ -68,14 +94,34 @@ fn bench_response(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("sha256", label), &png, |b, png| b.iter(|| sha256_hex(black_box(png))));
         group.bench_with_input(BenchmarkId::new("verify", label), &body, |b, body| b.iter(|| verify(black_box(body))));
         let path = dir.path().join(format!("{label}.png"));
-        group.bench_with_input(BenchmarkId::new("verify_and_write", label), &body, |b, body| {
+        // Before: the whole body buffered, parsed, decoded by a scalar decoder into a second
+        // buffer, hashed, written.
+        group.bench_with_input(BenchmarkId::new("buffered_scalar_path", label), &body, |b, body| {
             b.iter(|| {
                 let reply = parse_reply(body).unwrap();
-                let bytes = reply.image.as_ref().unwrap().decode().unwrap();
+                let bytes = reply.image.as_ref().unwrap().decode_scalar().unwrap();
                 let kind = media::sniff(&bytes).unwrap();
                 black_box(media::dimensions(&bytes, kind));
                 black_box(sha256_hex(&bytes));
                 std::fs::File::create(&path).unwrap().write_all(&bytes).unwrap();
+            })
+        });
+        // After: what a run does, the body split as it arrives (16 KiB frames), each block
+        // decoded, hashed and written while in cache, the skeleton parsed last.
+        group.bench_with_input(BenchmarkId::new("streamed_path", label), &body, |b, body| {
+            b.iter(|| {
+                let mut sink =
+                    FileSink { file: std::fs::File::create(&path).unwrap(), hasher: Sha256::new(), head: Vec::new() };
+                let mut splitter = Splitter::new();
+                for frame in body.chunks(16 << 10) {
+                    splitter.feed(frame, &mut sink).unwrap();
+                }
+                let (skeleton, _) = splitter.finish(&mut sink).unwrap();
+                let reply = parse_reply(&skeleton).unwrap();
+                assert!(reply.image.is_some());
+                let kind = media::sniff(&sink.head).unwrap();
+                black_box(media::dimensions(&sink.head, kind));
+                black_box(hex::encode(sink.hasher.finalize()));
             })
         });
     }

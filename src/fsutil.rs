@@ -71,6 +71,25 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<(), FsError> {
     write_atomic_parts(target, &[bytes], true)
 }
 
+/// As [`write_atomic`], with the content produced by `fill` into a buffered writer (large files
+/// are never held in memory whole).
+pub fn write_atomic_with(
+    target: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), FsError> {
+    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(|e| FsError::new("cannot create a temporary file in", dir, e))?;
+    let mut writer = std::io::BufWriter::with_capacity(256 << 10, temp);
+    fill(&mut writer).and_then(|()| writer.flush()).map_err(|e| FsError::new("cannot write", target, e))?;
+    let temp = writer.into_inner().map_err(|e| FsError::new("cannot write", target, e.into_error()))?;
+    temp.as_file().sync_all().map_err(|e| FsError::new("cannot sync", temp.path(), e))?;
+    temp.persist(target).map_err(|e| FsError::new("cannot rename into", target, e.error))?;
+    sync_directory(dir)
+}
+
 /// As [`write_atomic`], from several slices, with the directory fsync optional (callers that
 /// write many files in one directory sync it once).
 pub fn write_atomic_parts(target: &Path, parts: &[&[u8]], sync_dir: bool) -> Result<(), FsError> {

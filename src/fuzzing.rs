@@ -103,6 +103,13 @@ impl BlobSink for CountingSink {
 
 /// A journal's bytes: parsed (torn tails, damaged lines) and folded into resume state.
 pub fn journal(data: &[u8]) {
+    // The fast decoder agrees with serde's general one on every line it accepts.
+    for line in data.split(|b| *b == b'\n') {
+        if let Ok(fast) = journal::decode_record(line) {
+            let general: Result<crate::checkpoint::records::Record, _> = serde_json::from_slice(line);
+            assert_eq!(general.ok().as_ref(), Some(&fast), "decoders disagree on {}", String::from_utf8_lossy(line));
+        }
+    }
     if let Ok(contents) = journal::parse(Path::new("journal.jsonl"), data) {
         let state = JournalState::from_records(&contents.records);
         let _ = state.open_batches();

@@ -48,6 +48,30 @@ impl JournalState {
         s
     }
 
+    /// As [`JournalState::from_records`], taking the records (task records move, not copied:
+    /// a resume of 100,000 tasks holds them once).
+    pub fn from_owned_records(records: Vec<Record>) -> JournalState {
+        let mut s = JournalState::default();
+        for record in records {
+            match record {
+                Record::Task(t) => s.apply_task(t),
+                other => s.apply(&other),
+            }
+        }
+        s.settle_unanswered();
+        s
+    }
+
+    fn apply_task(&mut self, t: TaskRecord) {
+        self.unanswered.remove(&(t.fp.clone(), t.attempts));
+        self.spent += t.cost_usd;
+        self.open_attempts.remove(&t.fp);
+        if t.status == TaskStatus::Succeeded {
+            self.succeeded_by_fp.insert(t.fp.clone(), t.id.clone());
+        }
+        self.latest.insert(t.id.clone(), t);
+    }
+
     /// Requests sent but never answered count as possibly billed, and as attempts made.
     fn settle_unanswered(&mut self) {
         for ((fp, _), estimate) in &self.unanswered {
@@ -72,15 +96,7 @@ impl JournalState {
                 }
                 self.spent += a.billed_usd;
             }
-            Record::Task(t) => {
-                self.unanswered.remove(&(t.fp.clone(), t.attempts));
-                self.spent += t.cost_usd;
-                self.open_attempts.remove(&t.fp);
-                if t.status == TaskStatus::Succeeded {
-                    self.succeeded_by_fp.insert(t.fp.clone(), t.id.clone());
-                }
-                self.latest.insert(t.id.clone(), t.clone());
-            }
+            Record::Task(t) => self.apply_task(t.clone()),
             Record::BatchIntent(i) => {
                 self.batch_intents.insert(i.display_name.clone(), i.clone());
             }

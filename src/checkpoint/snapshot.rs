@@ -136,15 +136,25 @@ impl PlanSnapshot {
         PlanSnapshot { header, tasks }
     }
 
+    /// Writes the snapshot, unless the file already holds these tasks (a resume of an
+    /// unchanged plan then writes nothing: 50 MB for 100,000 tasks).
     pub fn write(&self, path: &Path) -> Result<(), FsError> {
-        let mut buf = Vec::with_capacity(256 * (self.tasks.len() + 1));
-        let _ = serde_json::to_writer(&mut buf, &self.header);
-        buf.push(b'\n');
+        let mut tasks = Vec::with_capacity(256 * self.tasks.len());
         for task in &self.tasks {
-            let _ = serde_json::to_writer(&mut buf, task);
-            buf.push(b'\n');
+            let _ = serde_json::to_writer(&mut tasks, task);
+            tasks.push(b'\n');
         }
-        fsutil::write_atomic(path, &buf)
+        if let Ok(existing) = std::fs::read(path)
+            && let Some(newline) = existing.iter().position(|&b| b == b'\n')
+            && existing[newline + 1..] == tasks[..]
+            && serde_json::from_slice::<SnapshotHeader>(&existing[..newline])
+                .is_ok_and(|old| SnapshotHeader { created: old.created.clone(), ..self.header.clone() } == old)
+        {
+            return Ok(());
+        }
+        let mut header = serde_json::to_vec(&self.header).unwrap_or_default();
+        header.push(b'\n');
+        fsutil::write_atomic_parts(path, &[&header, &tasks], true)
     }
 
     pub fn read(path: &Path) -> Result<PlanSnapshot, String> {

@@ -115,9 +115,10 @@ impl OutputStore {
         refuse_symlink(&sidecar_path, &self.canonical_root)?;
         let file = pending.file;
         file.as_file().sync_all().map_err(|e| FsError::new("cannot sync", file.path(), e))?;
+        // The size and time recorded are the file's own, read before it is visible by name.
+        let meta = file.as_file().metadata().map_err(|e| FsError::new("cannot read", file.path(), e))?;
         file.persist(&image_path).map_err(|e| FsError::new("cannot rename into", &image_path, e.error))?;
         fsutil::write_atomic_parts(&sidecar_path, &[sidecar], true)?;
-        let meta = fsutil::metadata(&image_path).map_err(|e| FsError::new("cannot read", &image_path, e))?;
         Ok(Written { path: image_rel, sidecar: sidecar_rel, bytes: meta.len(), mtime_ns: mtime_ns(&meta) })
     }
 

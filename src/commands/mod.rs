@@ -101,8 +101,12 @@ pub fn load_and_plan(printer: &Printer, path: &Path) -> Result<(Manifest, Plan),
     for warning in manifest.warnings.warnings() {
         printer.diagnostics(&warning.to_string());
     }
+    let started = std::time::Instant::now();
     match crate::plan::expand(&manifest) {
-        Ok(plan) => Ok((manifest, plan)),
+        Ok(plan) => {
+            tracing::debug!(tasks = plan.len(), ms = started.elapsed().as_millis() as u64, "planned");
+            Ok((manifest, plan))
+        }
         Err(diagnostics) => {
             printer.diagnostics(&diagnostics.to_string());
             Err(CommandError::printed(exit_code::INVALID_INPUT))

@@ -40,7 +40,7 @@ pub fn assess(manifest: &Manifest, plan: &Plan, dir: &Path, retry_failed: bool) 
     let run_dir = RunDir::new(dir);
     let contents = journal::read(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?;
     let (state, notes) = match contents {
-        Some(c) => (JournalState::from_records(&c.records), c.notes),
+        Some(c) => (JournalState::from_owned_records(c.records), c.notes),
         None => (JournalState::default(), Vec::new()),
     };
     let decisions = decide_all(manifest, plan, &state, dir, retry_failed);

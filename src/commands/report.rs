@@ -48,11 +48,15 @@ pub fn write_reports(
             &loaded
         }
     };
+    let started = std::time::Instant::now();
     let contents = journal::read(&run_dir.journal()).map_err(|e| e.to_string())?.unwrap_or_default();
     for note in &contents.notes {
         printer.verbose(note);
     }
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "report: journal read");
     let report = crate::report::build::build(snapshot, &contents.records, &dir.display().to_string());
+    drop(contents);
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "report: built");
     let mut paths = Vec::new();
     crate::report::write_json(&report, &run_dir.report_json()).map_err(|e| e.to_string())?;
     paths.push(run_dir.report_json().display().to_string());

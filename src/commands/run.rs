@@ -167,6 +167,8 @@ pub struct Prepared {
     pub decisions: Vec<Decision>,
     pub journal: JournalWriter,
     pub snapshot: PlanSnapshot,
+    /// Done tasks whose outputs were moved to new names (the journal changed).
+    pub moved: usize,
 }
 
 pub fn prepare(
@@ -189,9 +191,11 @@ pub fn prepare(
     if args.fresh {
         start_over(printer, &run_dir, args.yes)?;
     }
+    let started = std::time::Instant::now();
     let contents = journal::read(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "journal read");
     let (mut state, notes) = match contents {
-        Some(c) => (JournalState::from_records(&c.records), c.notes),
+        Some(c) => (JournalState::from_owned_records(c.records), c.notes),
         None => (JournalState::default(), Vec::new()),
     };
     for note in notes {
@@ -202,9 +206,23 @@ pub fn prepare(
     if removed > 0 {
         printer.note(&format!("removed {removed} partial files left by an interrupted run"));
     }
-    let mut decisions = super::plan::decide_all(manifest, plan, &state, dir, args.retry_failed);
-    let snapshot = PlanSnapshot::build(manifest, plan);
-    snapshot.write(&run_dir.plan()).map_err(fs_fatal)?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "journal state built, leftovers removed");
+    // The snapshot is built and written on another core while the outputs are checked.
+    let (decisions, snapshot) = std::thread::scope(|scope| {
+        let snapshot = scope.spawn(|| {
+            let snapshot = PlanSnapshot::build(manifest, plan);
+            snapshot.write(&run_dir.plan()).map(|()| snapshot)
+        });
+        let decisions = super::plan::decide_all(manifest, plan, &state, dir, args.retry_failed);
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "decided (journal and files checked)");
+        (decisions, snapshot.join())
+    });
+    let mut decisions = decisions;
+    let snapshot = match snapshot {
+        Ok(written) => written.map_err(fs_fatal)?,
+        Err(_) => return Err(CommandError::fatal("the plan snapshot could not be built")),
+    };
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "plan snapshot written");
     let mut journal = JournalWriter::open(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?;
     journal.append(&Record::Run(RunRecord {
         at: now(),
@@ -215,19 +233,17 @@ pub fn prepare(
         tasks: plan.tasks.len() as u64,
         mode: mode.to_owned(),
     }));
-    relocate_renamed(printer, plan, &store, &mut state, &mut decisions, &mut journal)?;
+    let moved = relocate_renamed(printer, plan, &store, &mut state, &mut decisions, &mut journal)?;
     journal.commit().map_err(|e| CommandError::fatal(format!("cannot write the journal: {e}")))?;
-    Ok(Prepared { lock, store, state, decisions, journal, snapshot })
+    Ok(Prepared { lock, store, state, decisions, journal, snapshot, moved })
 }
 
 /// Temp files in every output directory of the plan and in the state directory: writes a
 /// crash interrupted (the journal never pointed at them).
 fn remove_crash_leftovers(plan: &Plan, run_dir: &RunDir) -> usize {
-    let mut dirs: std::collections::BTreeSet<PathBuf> = plan
-        .tasks
-        .iter()
-        .map(|t| run_dir.root.join(&*t.output).parent().map(Path::to_path_buf).unwrap_or_else(|| run_dir.root.clone()))
-        .collect();
+    let parents: std::collections::HashSet<&str> =
+        plan.tasks.iter().map(|t| t.output.rsplit_once('/').map_or("", |(dir, _)| dir)).collect();
+    let mut dirs: std::collections::BTreeSet<PathBuf> = parents.iter().map(|p| run_dir.root.join(p)).collect();
     dirs.insert(run_dir.root.clone());
     dirs.insert(run_dir.state());
     for sub in ["turns", "thumbs", "batches"] {
@@ -244,7 +260,7 @@ fn relocate_renamed(
     state: &mut JournalState,
     decisions: &mut [Decision],
     journal: &mut JournalWriter,
-) -> Result<(), CommandError> {
+) -> Result<usize, CommandError> {
     let mut moved = 0;
     for (i, decision) in decisions.iter_mut().enumerate() {
         let Decision::Done { record, relocate: true } = decision else { continue };
@@ -275,7 +291,7 @@ fn relocate_renamed(
     if moved > 0 {
         printer.note(&format!("moved the outputs of {moved} done tasks to their new names (no request sent)"));
     }
-    Ok(())
+    Ok(moved)
 }
 
 /// `--fresh`: delete this directory's state and the outputs its journal recorded, after asking.
@@ -360,7 +376,7 @@ async fn run_manifest(
         Mode::Auto => "auto",
     };
     let prepared = prepare(printer, args, &manifest, &plan, &dir, mode)?;
-    let Prepared { lock, store, state, decisions, journal, snapshot } = prepared;
+    let Prepared { lock, store, state, decisions, journal, snapshot, moved } = prepared;
     let api = Arc::new(api);
     let batch = match args.mode {
         Mode::Interactive => None,
@@ -397,13 +413,17 @@ async fn run_manifest(
         crate::exec::execute(ctx.clone(), options, &decisions, &state, journal, sink.as_mut(), cancel, batch).await;
     listener.abort();
     drop(sink);
-    let manifest_path = ctx.manifest.file.clone();
-    let code = finish(printer, args, &ctx.manifest, &dir, &snapshot, &decisions, result);
+    // What the run needed (the journal's state, the plan, the store) goes before the reports
+    // are built: memory at the end does not hold both.
+    // Freed on the side: tearing down the state of 100,000 tasks takes a tenth of a second.
+    std::thread::spawn(move || drop(state));
+    let manifest = ctx.manifest.clone();
+    drop(ctx);
+    let code = finish(printer, args, &manifest, &dir, &snapshot, &decisions, moved == 0, result);
     drop(lock);
     if let Some(server) = mock {
         server.stop().await;
     }
-    let _ = manifest_path;
     code
 }
 
@@ -429,10 +449,28 @@ pub fn finish(
     dir: &Path,
     snapshot: &PlanSnapshot,
     decisions: &[Decision],
+    nothing_moved: bool,
     result: Result<RunOutcome, ExecError>,
 ) -> CommandResult {
     let resume = resume_command(&args.manifest, dir);
-    let report = crate::commands::report::write_reports(printer, dir, Some(snapshot), !args.no_html);
+    let started = std::time::Instant::now();
+    let run_dir = RunDir::new(dir);
+    let idle = nothing_moved
+        && matches!(&result, Ok(o) if o.progress.to_run == 0 && o.stop.is_none())
+        && run_dir.report_json().exists()
+        && (args.no_html || run_dir.report_html().exists());
+    let report = if idle {
+        // Nothing ran and nothing moved: the reports already say everything (and rewriting
+        // those of 100,000 tasks would take a second).
+        let mut paths = vec![run_dir.report_json().display().to_string()];
+        if !args.no_html {
+            paths.push(run_dir.report_html().display().to_string());
+        }
+        Ok(paths)
+    } else {
+        crate::commands::report::write_reports(printer, dir, Some(snapshot), !args.no_html)
+    };
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, idle, "reports written");
     let outcome = match result {
         Ok(o) => o,
         Err(ExecError::Aborted) => {
@@ -473,7 +511,8 @@ pub fn finish(
     }
     printer.note(&format!("images in {}", dir.display()));
     if let Ok(paths) = &report {
-        printer.note(&format!("report: {}", paths.join(", ")));
+        let unchanged = if idle { " (unchanged: nothing ran)" } else { "" };
+        printer.note(&format!("report: {}{unchanged}", paths.join(", ")));
     }
     if let Err(e) = &report {
         printer.warn(&format!("the report could not be written: {e}"));

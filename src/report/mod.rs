@@ -8,15 +8,14 @@ pub mod schema;
 pub mod sidecar;
 pub mod thumbs;
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::fsutil::{self, FsError};
 
 /// Writes `report.json` atomically.
 pub fn write_json(report: &schema::Report, path: &Path) -> Result<(), FsError> {
-    let mut buf = Vec::with_capacity(1024 + report.tasks.len() * 600);
-    let _ = serde_json::to_writer_pretty(&mut buf, report);
-    let _ = buf.write_all(b"\n");
-    fsutil::write_atomic(path, &buf)
+    fsutil::write_atomic_with(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, report).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")
+    })
 }
