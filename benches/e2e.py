@@ -166,14 +166,28 @@ def write_manifest(directory, tasks, size, rpm=None):
     return manifest
 
 
-def run_nanobatch(emulator, manifest, out, jobs, delete=False):
+def run_nanobatch(emulator, manifest, out, jobs, delete=False, html=False):
     shutil.rmtree(out, ignore_errors=True)
-    env = dict(os.environ, GEMINI_API_KEY="bench", NO_COLOR="1")
+    env = dict(os.environ, GEMINI_API_KEY="bench", NO_COLOR="1", NANOBATCH_LOG="nanobatch=debug")
     cmd = [
         str(NANOBATCH), "run", str(manifest), "-o", str(out), "-j", str(jobs),
-        "--base-url", emulator.url, "--no-html", "-q",
+        "--base-url", emulator.url, "-q",
     ]
+    if not html:
+        cmd.append("--no-html")
     return measured(cmd, env=env, emulator=emulator, delete_in=out if delete else None)
+
+
+def logged_field(message, field):
+    """A field of the last debug log line containing `message`, from the last measured run."""
+    import re
+    value = None
+    for line in (WORK / "last.log").read_text().splitlines():
+        if message in line:
+            m = re.search(rf"\b{field}=(\d+)", line)
+            if m:
+                value = int(m.group(1))
+    return value
 
 
 def run_reference(emulator, tasks, jobs, out, size, discard=False):
@@ -362,10 +376,23 @@ def suite_report_scale(args, results):
         rjson = (out / "report.json").stat().st_size
         row = {"suite": "report", "tasks": tasks, "fresh": fresh_m, "cached": cached,
                "report_html_bytes": html, "report_json_bytes": rjson}
-        results.append(row)
         print(f"report of {tasks} tasks: {cached['wall_s']:.2f} s with thumbnails cached; "
               f"{fresh_m['wall_s']:.2f} s making {tasks} thumbnails ({1000 * fresh_m['cpu_s'] / tasks:.2f} ms CPU each); "
-              f"report.html {html / 2**20:.2f} MiB, report.json {rjson / 2**20:.2f} MiB")
+              f"report.html {html / 2**20:.2f} MiB, report.json {rjson / 2**20:.2f} MiB", flush=True)
+    finally:
+        emulator.stop()
+    # The same run with its contact sheet, at a rate a quota allows (lognormal latency, -j 16):
+    # thumbnails are made in the background as images arrive, so the report at the end is quick.
+    emulator = Emulator(args.report_latency)
+    try:
+        end = run_nanobatch(emulator, manifest, out, 16, html=True)
+        row["run_with_html"] = end
+        row["end_of_run_report_ms"] = logged_field("reports written", "ms")
+        row["thumbnails_left_to_report"] = logged_field("background thumbnails stopped", "dropped")
+        results.append(row)
+        print(f"run of {tasks} tasks with report.html (-j 16, {args.report_latency}): {end['wall_s']:.1f} s, "
+              f"{1000 * end['cpu_s'] / tasks:.2f} ms CPU per image; report at the end "
+              f"{row['end_of_run_report_ms']} ms ({row['thumbnails_left_to_report']} thumbnails left to it)", flush=True)
     finally:
         emulator.stop()
 
@@ -438,6 +465,7 @@ def main():
     parser.add_argument("--report-tasks", type=int, default=5000)
     parser.add_argument("--rpm", type=int, default=600)
     parser.add_argument("--ratelimit-seconds", type=int, default=120)
+    parser.add_argument("--report-latency", default="lognormal:200ms:0.5")
     parser.add_argument("--ratelimit-jobs", type=int, default=4)
     parser.add_argument("--ratelimit-lognormal", default="lognormal:500ms:0.5")
     parser.add_argument("--only", nargs="+", choices=list(SUITES))

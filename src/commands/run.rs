@@ -29,6 +29,7 @@ use crate::manifest::model::Rate;
 use crate::mock::{MockConfig, MockServer};
 use crate::plan::Plan;
 use crate::redact::Secret;
+use crate::report::thumbs;
 use crate::ui::progress::{JsonSink, PlainSink, TerminalSink};
 use crate::ui::{Printer, Verbosity, duration, thousands};
 use crate::{env_vars, exit_code, fsutil};
@@ -390,6 +391,7 @@ async fn run_manifest(
         }),
     };
     let keep_turn = plan.has_conversation_successor();
+    let thumbs = (!args.no_html).then(|| Arc::new(thumbs::Background::start(&dir)));
     let ctx = Arc::new(UnitContext {
         manifest: Arc::new(manifest),
         plan: Arc::new(plan),
@@ -398,6 +400,7 @@ async fn run_manifest(
         tier: Tier::Interactive,
         strict: options.strict,
         keep_turn,
+        thumbs: thumbs.clone(),
     });
     let cancel = Cancel::new();
     let listener = {
@@ -413,6 +416,10 @@ async fn run_manifest(
         crate::exec::execute(ctx.clone(), options, &decisions, &state, journal, sink.as_mut(), cancel, batch).await;
     listener.abort();
     drop(sink);
+    if let Some(thumbs) = thumbs {
+        let dropped = thumbs.finish();
+        tracing::debug!(dropped, "background thumbnails stopped");
+    }
     // What the run needed (the journal's state, the plan, the store) goes before the reports
     // are built: memory at the end does not hold both.
     // Freed on the side: tearing down the state of 100,000 tasks takes a tenth of a second.

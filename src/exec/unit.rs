@@ -24,6 +24,7 @@ use crate::media;
 use crate::plan::fingerprint::sha256_hex;
 use crate::plan::{Plan, TaskIndex, TaskView};
 use crate::report::sidecar::{Sidecar, SidecarRef, SidecarSource};
+use crate::report::thumbs::Background;
 
 /// Longest model text kept in the journal and sidecar.
 const MAX_TEXT: usize = 2_000;
@@ -38,6 +39,8 @@ pub struct UnitContext {
     pub strict: bool,
     /// Tasks whose model turn a later step replays.
     pub keep_turn: Vec<bool>,
+    /// Thumbnails for the contact sheet, made as images arrive (none with `--no-html`).
+    pub thumbs: Option<Arc<Background>>,
 }
 
 /// What the dispatcher hands a unit besides the task.
@@ -394,6 +397,9 @@ fn finish(
         Ok(w) => w,
         Err(error) => return UnitResult::Store { error, usage, cost },
     };
+    if let Some(thumbs) = &ctx.thumbs {
+        thumbs.offer(&written.path, &sha256);
+    }
     let mut turn = None;
     if ctx.keep_turn[input.index as usize]
         && let Some(raw) = raw_model_content(body)
