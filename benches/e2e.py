@@ -43,6 +43,7 @@ PAD_PER_MEGAPIXEL = 1_450_000
 PAD_CAP = 10_000_000
 # Decoded (padded PNG) size per image size, for the memory bound.
 IMAGE_BYTES = {"1K": 1_520_000, "2K": 6_080_000, "4K": 10_000_000}
+LAST_RSS_DECILES = []
 
 
 def build():
@@ -113,6 +114,33 @@ class Deleter(threading.Thread):
                     pass
 
 
+class RssSampler(threading.Thread):
+    """Samples a process's resident memory twice a second: a peak at the very end (the reports)
+    is told apart from growth during the run."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.samples = []
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.5):
+            try:
+                for line in open(f"/proc/{self.pid}/status"):
+                    if line.startswith("VmRSS:"):
+                        self.samples.append(int(line.split()[1]) * 1024)
+            except OSError:
+                return
+
+    def deciles(self):
+        """RSS at 10%, 20%, ... 100% of the run's duration (the last sample before exit)."""
+        if not self.samples:
+            return []
+        n = len(self.samples)
+        return [self.samples[min(n - 1, (n * k) // 10)] for k in range(1, 11)]
+
+
 def measured(cmd, env=None, cwd=None, emulator=None, delete_in=None):
     """Runs a command; returns wall s, CPU s (user+sys), peak RSS bytes, emulator CPU s."""
     log = open(WORK / "last.log", "w")
@@ -123,8 +151,14 @@ def measured(cmd, env=None, cwd=None, emulator=None, delete_in=None):
     if delete_in is not None:
         deleter = Deleter(delete_in)
         deleter.start()
+    sampler = RssSampler(proc.pid)
+    sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
+    sampler.done.set()
+    sampler.join()
+    global LAST_RSS_DECILES
+    LAST_RSS_DECILES = sampler.deciles()
     if deleter:
         deleter.done.set()
         deleter.join()
@@ -265,13 +299,15 @@ def suite_memory(args, results):
             manifest = write_manifest(WORK / f"m-4K-{tasks}", tasks, "4K")
             repeats = args.repeats if tasks <= 2000 else 1
             runs = [run_nanobatch(emulator, manifest, WORK / "out-mem", 64, delete=True) for _ in range(repeats)]
-            row = {"suite": "memory", "size": "4K", "jobs": 64, "tasks": tasks, "nanobatch": median_of(runs, tasks)}
+            row = {"suite": "memory", "size": "4K", "jobs": 64, "tasks": tasks, "nanobatch": median_of(runs, tasks),
+                   "rss_deciles_of_last_run": LAST_RSS_DECILES}
             row["bound_bytes"] = 64 * IMAGE_BYTES["4K"] + 100 * 2**20
             results.append(row)
             m = row["nanobatch"]
             print(f"memory 4K -j 64, {tasks} tasks: peak RSS {m['peak_rss_bytes'] / 2**20:.0f} MiB "
                   f"(bound {row['bound_bytes'] / 2**20:.0f} MiB), {m['cpu_ms_per_image']:.2f} ms CPU/image, "
-                  f"{m['images_per_s']:.0f} images/s, runs: {repeats}")
+                  f"{m['images_per_s']:.0f} images/s, runs: {repeats}; RSS at each tenth of the last run (MiB): "
+                  f"{' '.join(str(r // 2**20) for r in LAST_RSS_DECILES)}", flush=True)
             shutil.rmtree(WORK / "out-mem", ignore_errors=True)
     finally:
         emulator.stop()
