@@ -16,7 +16,7 @@ use crate::exit_code;
 use crate::manifest::Manifest;
 use crate::plan::estimate::{CostBuilder, CostSummary};
 use crate::plan::{Plan, TaskView};
-use crate::ui::{Printer, thousands};
+use crate::ui::{Printer, counted, thousands};
 
 pub fn run(printer: &Printer, args: &PlanArgs) -> CommandResult {
     let (manifest, plan) = load_and_plan(printer, &args.manifest)?;
@@ -176,9 +176,9 @@ pub fn print_plan(
     let mut text = String::new();
     text.push_str(&format!("plan for {} ({})\n", printer.bold(&manifest.name), manifest.file.display()));
     text.push_str(&format!(
-        "  {} jobs · {} tasks · {} done · {} failed · {} to run · output {}\n\n",
-        manifest.jobs.len(),
-        thousands(plan.tasks.len() as u64),
+        "  {} · {} · {} done · {} failed · {} to run · output {}\n\n",
+        counted(manifest.jobs.len() as u64, "job"),
+        counted(plan.tasks.len() as u64, "task"),
         thousands(done),
         thousands(failed),
         thousands(to_run),

@@ -5,7 +5,7 @@ use crate::catalog::Tier;
 use crate::cli::ValidateArgs;
 use crate::exit_code;
 use crate::plan::TaskView;
-use crate::ui::{Printer, thousands};
+use crate::ui::{Printer, counted};
 
 pub fn run(printer: &Printer, args: &ValidateArgs) -> CommandResult {
     let (manifest, plan) = load_and_plan(printer, &args.manifest)?;
@@ -13,11 +13,11 @@ pub fn run(printer: &Printer, args: &ValidateArgs) -> CommandResult {
         plan.tasks.iter().map(|t| TaskView::new(&manifest, t).model.cost(&t.estimate, Tier::Interactive)).sum();
     let refs: usize = plan.tasks.iter().map(|t| t.refs.len()).sum();
     printer.data(&format!(
-        "{}: valid — {} jobs, {} tasks, {} reference images checked, estimated {cost}",
+        "{}: valid — {}, {}, {} checked, estimated {cost}",
         args.manifest.display(),
-        manifest.jobs.len(),
-        thousands(plan.tasks.len() as u64),
-        thousands(refs as u64),
+        counted(manifest.jobs.len() as u64, "job"),
+        counted(plan.tasks.len() as u64, "task"),
+        counted(refs as u64, "reference image"),
     ));
     Ok(exit_code::OK)
 }

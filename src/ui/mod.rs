@@ -111,6 +111,11 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// A count with its noun: `1 job`, `2 jobs`, `12,000 tasks` (nouns here take a plain `s`).
+pub fn counted(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{} {noun}s", thousands(n)) }
+}
+
 /// Seconds as `1h02m`, `3m05s`, `12s`.
 pub fn duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
