@@ -313,6 +313,26 @@ def suite_memory(args, results):
         emulator.stop()
 
 
+def suite_pertask(args, results):
+    """Where per-task memory goes: small unpadded images (so image buffers are negligible) at
+    -j 64 for growing task counts; RSS at the start, during the run and at its end (reports)."""
+    emulator = Emulator("0", pad=False)
+    try:
+        for tasks in args.pertask_tasks:
+            manifest = write_manifest(WORK / f"m-512-{tasks}", tasks, "512")
+            m = run_nanobatch(emulator, manifest, WORK / "out-pertask", 64)
+            deciles = LAST_RSS_DECILES
+            row = {"suite": "pertask", "tasks": tasks, "nanobatch": m, "rss_deciles": deciles,
+                   "report_ms": logged_field("reports written", "ms")}
+            results.append(row)
+            print(f"per-task memory, {tasks} small tasks -j 64: RSS (MiB) at 10% {deciles[0] >> 20 if deciles else '?'}, "
+                  f"at 90% {deciles[8] >> 20 if deciles else '?'}, peak {m['peak_rss_bytes'] >> 20} (the reports at the end, "
+                  f"{row['report_ms']} ms)", flush=True)
+        shutil.rmtree(WORK / "out-pertask", ignore_errors=True)
+    finally:
+        emulator.stop()
+
+
 def suite_emulator(args, results):
     """Responses per second the emulator serves (1K, 1.5 MB) to a client that discards them."""
     emulator = Emulator("0")
@@ -482,6 +502,7 @@ SUITES = {
     "cpu": suite_cpu,
     "thumbs": suite_report,
     "memory": suite_memory,
+    "pertask": suite_pertask,
     "plan": suite_plan,
     "resume": suite_resume,
     "report": suite_report_scale,
@@ -497,6 +518,7 @@ def main():
     parser.add_argument("--sizes", nargs="+", default=["1K"])
     parser.add_argument("--lognormal", default="lognormal:200ms:0.5")
     parser.add_argument("--memory-tasks", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--pertask-tasks", type=int, nargs="+", default=[1000, 10_000, 40_000])
     parser.add_argument("--resume-tasks", type=int, default=100_000)
     parser.add_argument("--report-tasks", type=int, default=5000)
     parser.add_argument("--rpm", type=int, default=600)
@@ -511,6 +533,7 @@ def main():
     if args.quick:
         args.repeats, args.tasks, args.jobs, args.memory_tasks = 1, 100, [8, 64], [100, 300]
         args.resume_tasks, args.report_tasks, args.ratelimit_seconds = 2000, 300, 10
+        args.pertask_tasks = [100, 1000]
     if not args.no_build:
         build()
     WORK.mkdir(parents=True, exist_ok=True)
