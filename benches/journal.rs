@@ -9,7 +9,7 @@ use nanobatch::checkpoint::journal::{self, JournalWriter};
 use nanobatch::checkpoint::records::{OutputRecord, Record, TaskRecord, TaskStatus};
 
 fn task_record(i: usize) -> Record {
-    Record::Task(TaskRecord {
+    Record::task(TaskRecord {
         id: format!("catalogue/SKU-{i:07}/1:1@1K"),
         fp: format!("{:064x}", i as u128 * 0x9E37_79B9_7F4A_7C15),
         parts: "0011223344556677-8899aabbccddeeff-0011223344556677-8899aabbccddeeff".into(),

@@ -27,14 +27,26 @@ pub enum Record {
     /// Written (and fsynced) before a request is sent: if no outcome follows, the request may
     /// have been billed.
     Sent(SentRecord),
-    Attempt(AttemptRecord),
-    Task(TaskRecord),
+    // Boxed: a journal holds one of each per task beside many small records, and a 400-byte
+    // enum would make every `Sent` as big as a `Task` (resume and reports hold them all).
+    Attempt(Box<AttemptRecord>),
+    Task(Box<TaskRecord>),
     /// Written before a batch job is created: if the process dies before `BatchSubmitted`, the
     /// next run looks the job up by its display name instead of creating it again.
     BatchIntent(BatchIntent),
     BatchSubmitted(BatchSubmitted),
     BatchFinished(BatchFinished),
     End(EndRecord),
+}
+
+impl Record {
+    pub fn task(record: TaskRecord) -> Record {
+        Record::Task(Box::new(record))
+    }
+
+    pub fn attempt(record: AttemptRecord) -> Record {
+        Record::Attempt(Box::new(record))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

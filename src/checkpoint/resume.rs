@@ -54,7 +54,7 @@ impl JournalState {
         let mut s = JournalState::default();
         for record in records {
             match record {
-                Record::Task(t) => s.apply_task(t),
+                Record::Task(t) => s.apply_task(*t),
                 other => s.apply(&other),
             }
         }
@@ -96,7 +96,7 @@ impl JournalState {
                 }
                 self.spent += a.billed_usd;
             }
-            Record::Task(t) => self.apply_task(t.clone()),
+            Record::Task(t) => self.apply_task((**t).clone()),
             Record::BatchIntent(i) => {
                 self.batch_intents.insert(i.display_name.clone(), i.clone());
             }

@@ -284,7 +284,7 @@ fn relocate_renamed(
             output.sidecar = sidecar_to;
         }
         let _ = strip_extension;
-        journal.append(&Record::Task(new.clone()));
+        journal.append(&Record::task(new.clone()));
         state.latest.insert(new.id.clone(), new);
         *decision = Decision::Done { record: task.id.to_string(), relocate: false };
         moved += 1;

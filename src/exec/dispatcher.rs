@@ -534,7 +534,7 @@ impl<'s> Dispatcher<'s> {
                 self.progress.tokens.add(&usage);
                 let (id, _) = self.names(i);
                 let fp = self.ctx.plan.tasks[i as usize].fingerprint.to_hex();
-                self.journal.append(&Record::Attempt(AttemptRecord {
+                self.journal.append(&Record::attempt(AttemptRecord {
                     id,
                     fp,
                     n: attempt,
@@ -594,7 +594,7 @@ impl<'s> Dispatcher<'s> {
             }),
             ..base
         };
-        self.journal.append(&Record::Task(record));
+        self.journal.append(&Record::task(record));
         if strict_failure {
             self.states[i as usize] = State::Failed;
             self.progress.failed += 1;
@@ -649,7 +649,7 @@ impl<'s> Dispatcher<'s> {
             let delay = backoff(policy, self.attempts[i as usize], None, &mut self.rng);
             let record =
                 self.attempt_record(i, attempt, "no_image", None, &done.reason, Usd::ZERO, latency_ms, Some(delay));
-            self.journal.append(&Record::Attempt(AttemptRecord {
+            self.journal.append(&Record::attempt(AttemptRecord {
                 billed_usd: done.cost,
                 usage: Some(done.usage),
                 ..record
@@ -672,7 +672,7 @@ impl<'s> Dispatcher<'s> {
             error: Some(ErrorRecord { class: "no_image".into(), message: message.clone(), http: Some(200) }),
             ..base
         };
-        self.journal.append(&Record::Task(record));
+        self.journal.append(&Record::task(record));
         self.states[i as usize] = State::NoImage;
         self.progress.no_image += 1;
         self.bump_job(i);
@@ -722,14 +722,14 @@ impl<'s> Dispatcher<'s> {
                         latency_ms,
                         Some(delay),
                     );
-                    self.journal.append(&Record::Attempt(record));
+                    self.journal.append(&Record::attempt(record));
                     self.schedule_retry(i, attempt, class.name(), message, delay, false);
                     return;
                 }
             }
             FailureClass::DailyQuota => {
                 let record = self.attempt_record(i, attempt, class.name(), http, &message, possibly, latency_ms, None);
-                self.journal.append(&Record::Attempt(record));
+                self.journal.append(&Record::attempt(record));
                 let slot = self.slot_of[i as usize];
                 let model = self.slot_models[slot].clone();
                 if self.options.wait_for_quota {
@@ -745,7 +745,7 @@ impl<'s> Dispatcher<'s> {
             }
             FailureClass::Auth => {
                 let record = self.attempt_record(i, attempt, class.name(), http, &message, possibly, latency_ms, None);
-                self.journal.append(&Record::Attempt(record));
+                self.journal.append(&Record::attempt(record));
                 self.make_ready(i, true);
                 self.set_stop(StopReason::Fatal(format!(
                     "the API rejected the key ({message}); check GEMINI_API_KEY / GOOGLE_API_KEY"
@@ -762,14 +762,14 @@ impl<'s> Dispatcher<'s> {
             let delay = backoff(&policy, self.attempts[i as usize], error.server_delay(), &mut self.rng);
             let record =
                 self.attempt_record(i, attempt, class.name(), http, &message, possibly, latency_ms, Some(delay));
-            self.journal.append(&Record::Attempt(record));
+            self.journal.append(&Record::attempt(record));
             self.schedule_retry(i, attempt, class.name(), message, delay, class.possibly_billed());
             return;
         }
         // Terminal.
         if class.possibly_billed() {
             let record = self.attempt_record(i, attempt, class.name(), http, &message, possibly, latency_ms, None);
-            self.journal.append(&Record::Attempt(record));
+            self.journal.append(&Record::attempt(record));
         }
         let base = self.task_record(i, TaskStatus::Failed, attempt, latency_ms, self.ctx.tier);
         let record = TaskRecord {
@@ -785,7 +785,7 @@ impl<'s> Dispatcher<'s> {
 
     fn finish_failed(&mut self, i: TaskIndex, record: TaskRecord, state: State, message: String) {
         let attempts = record.attempts;
-        self.journal.append(&Record::Task(record));
+        self.journal.append(&Record::task(record));
         self.states[i as usize] = state;
         self.progress.failed += 1;
         self.bump_job(i);

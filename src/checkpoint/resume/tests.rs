@@ -93,9 +93,9 @@ fn journal_for(case: &Case) -> Vec<Record> {
                 at: "t".into(),
             }));
             if *ok {
-                out.push(Record::Task(task_record(*task, n)));
+                out.push(Record::task(task_record(*task, n)));
             } else if n < 3 {
-                out.push(Record::Attempt(AttemptRecord {
+                out.push(Record::attempt(AttemptRecord {
                     id: id(*task),
                     fp: fp(*task),
                     n,
@@ -110,7 +110,7 @@ fn journal_for(case: &Case) -> Vec<Record> {
                     at: "t".into(),
                 }));
             } else {
-                out.push(Record::Task(TaskRecord {
+                out.push(Record::task(TaskRecord {
                     status: TaskStatus::Failed,
                     outputs: Vec::new(),
                     ..task_record(*task, n)
@@ -259,7 +259,7 @@ proptest! {
 fn a_changed_fingerprint_says_what_changed() {
     let mut r = task_record(0, 1);
     r.parts = Parts { prompt: 1, refs: 2, config: 3, upstream: 4 }.to_hex();
-    let state = JournalState::from_records(&[Record::Task(r)]);
+    let state = JournalState::from_records(&[Record::task(r)]);
     let other_fp = fp(99);
     let planned = [PlannedTask {
         id: "job/t0/1:1@1K",
@@ -274,7 +274,7 @@ fn a_changed_fingerprint_says_what_changed() {
 
 #[test]
 fn a_success_is_found_by_fingerprint_when_the_id_changed() {
-    let state = JournalState::from_records(&[Record::Task(task_record(0, 1))]);
+    let state = JournalState::from_records(&[Record::task(task_record(0, 1))]);
     let the_fp = fp(0);
     let planned = [PlannedTask {
         id: "job/t0/1:1@1K/gemini-x",
