@@ -172,12 +172,18 @@ fn read_in_blocks(path: &Path, block: usize) -> Result<Option<JournalContents>, 
     // Each block is cut after its last newline; the rest starts the next one.
     let mut buffer: Vec<u8> = Vec::new();
     let mut line_no = 2;
+    // A small journal gets a small buffer (one byte more than is left, to see its end).
+    let size = reader.get_ref().metadata().map_or(u64::MAX, |m| m.len());
+    let mut consumed = first.len() as u64;
     loop {
         let kept = buffer.len();
-        buffer.resize(kept + block.max(1), 0);
+        let left = usize::try_from(size.saturating_sub(consumed)).unwrap_or(usize::MAX);
+        let want = block.min(left.saturating_add(1)).max(1);
+        buffer.resize(kept + want, 0);
         let n = read_full(&mut reader, &mut buffer[kept..]).map_err(cannot_read)?;
+        consumed += n as u64;
         buffer.truncate(kept + n);
-        let at_end = n == 0 || buffer.len() < kept + block.max(1);
+        let at_end = n < want;
         let cut = if at_end { buffer.len() } else { buffer.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
         if cut > 0 || at_end {
             acc.add(decode_body(&buffer[..cut], line_no, at_end));
