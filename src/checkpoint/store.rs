@@ -73,14 +73,21 @@ impl OutputStore {
         Ok(target)
     }
 
-    /// Writes an image (`stem.ext`) and its sidecar (`stem.json`), durably, image first.
-    pub fn write_image(&self, stem: &str, ext: &str, image: &[u8], sidecar: &[u8]) -> Result<Written, StoreError> {
+    /// Where `stem.ext` and its sidecar `stem.json` go: the directory made and checked, neither
+    /// path a symlink out of the output directory.
+    fn targets(&self, stem: &str, ext: &str) -> Result<Targets, StoreError> {
         let image_rel = format!("{stem}.{ext}");
         let sidecar_rel = format!("{stem}.json");
         let image_path = self.prepare(&image_rel)?;
         let sidecar_path = self.root.join(&sidecar_rel);
         refuse_symlink(&image_path, &self.canonical_root)?;
         refuse_symlink(&sidecar_path, &self.canonical_root)?;
+        Ok(Targets { image_rel, image_path, sidecar_rel, sidecar_path })
+    }
+
+    /// Writes an image (`stem.ext`) and its sidecar (`stem.json`), durably, image first.
+    pub fn write_image(&self, stem: &str, ext: &str, image: &[u8], sidecar: &[u8]) -> Result<Written, StoreError> {
+        let Targets { image_rel, image_path, sidecar_rel, sidecar_path } = self.targets(stem, ext)?;
         fsutil::write_atomic_parts(&image_path, &[image], false)?;
         fsutil::write_atomic_parts(&sidecar_path, &[sidecar], true)?;
         let meta = fsutil::metadata(&image_path).map_err(|e| FsError::new("cannot read", &image_path, e))?;
@@ -107,12 +114,7 @@ impl OutputStore {
         ext: &str,
         sidecar: &[u8],
     ) -> Result<Written, StoreError> {
-        let image_rel = format!("{stem}.{ext}");
-        let sidecar_rel = format!("{stem}.json");
-        let image_path = self.prepare(&image_rel)?;
-        let sidecar_path = self.root.join(&sidecar_rel);
-        refuse_symlink(&image_path, &self.canonical_root)?;
-        refuse_symlink(&sidecar_path, &self.canonical_root)?;
+        let Targets { image_rel, image_path, sidecar_rel, sidecar_path } = self.targets(stem, ext)?;
         let file = pending.file;
         file.as_file().sync_all().map_err(|e| FsError::new("cannot sync", file.path(), e))?;
         // The size and time recorded are the file's own, read before it is visible by name.
@@ -149,6 +151,14 @@ impl PendingImage {
 
 /// A file at the target that is a symlink would make the rename replace the link, not follow
 /// it; but a symlink there is a sign of tampering, so refuse.
+/// An image's and its sidecar's paths, relative to the output directory and absolute.
+struct Targets {
+    image_rel: String,
+    image_path: PathBuf,
+    sidecar_rel: String,
+    sidecar_path: PathBuf,
+}
+
 fn refuse_symlink(path: &Path, root: &Path) -> Result<(), StoreError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {

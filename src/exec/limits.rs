@@ -153,12 +153,11 @@ mod tests {
     use super::{Blocked, ModelGate};
     use crate::manifest::model::Rate;
 
-    #[tokio::test(start_paused = true)]
-    async fn spaces_requests_evenly_below_the_rate() {
-        let mut gate = ModelGate::new(Some(Rate { rpm: Some(60), ipm: None }), 100);
+    /// Admits `n` requests as fast as the gate allows (each finishing at once); when each started.
+    async fn admit(gate: &mut ModelGate, n: usize) -> Vec<Duration> {
         let start = Instant::now();
         let mut admitted = Vec::new();
-        while admitted.len() < 61 {
+        while admitted.len() < n {
             match gate.try_acquire(Instant::now()) {
                 Ok(()) => {
                     admitted.push(Instant::now() - start);
@@ -168,6 +167,13 @@ mod tests {
                 Err(Blocked::Busy) => unreachable!(),
             }
         }
+        admitted
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spaces_requests_evenly_below_the_rate() {
+        let mut gate = ModelGate::new(Some(Rate { rpm: Some(60), ipm: None }), 100);
+        let admitted = admit(&mut gate, 61).await;
         // 61 requests at 60/min (less the safety margin) take just over a minute, evenly spaced.
         let last = *admitted.last().unwrap();
         assert!(last >= Duration::from_secs(60) && last < Duration::from_secs(62), "{last:?}");
@@ -184,18 +190,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_small_burst_never_lets_a_sliding_minute_exceed_the_limit() {
         let mut gate = ModelGate::new(Some(Rate { rpm: Some(600), ipm: None }), 1000);
-        let start = Instant::now();
-        let mut admitted = Vec::new();
-        while admitted.len() < 1500 {
-            match gate.try_acquire(Instant::now()) {
-                Ok(()) => {
-                    admitted.push(Instant::now() - start);
-                    gate.release();
-                }
-                Err(Blocked::Until(t)) => tokio::time::sleep_until(t).await,
-                Err(Blocked::Busy) => unreachable!(),
-            }
-        }
+        let admitted = admit(&mut gate, 1500).await;
         // 600/min allows 4 back to back (so freed slots are not wasted), then even spacing.
         assert_eq!(admitted.iter().filter(|t| **t == Duration::ZERO).count(), 4);
         for (i, t) in admitted.iter().enumerate() {

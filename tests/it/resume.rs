@@ -318,6 +318,28 @@ fn a_read_only_output_directory_is_a_clean_fatal_error_and_the_journal_stays_val
     assert_code(&ws.run(&emulator, "m.yaml", &[]), 0);
 }
 
+/// A tmpfs of `size` mounted at `small/` in the workspace (needs root), unmounted on drop;
+/// `None` when it cannot be mounted.
+#[cfg(target_os = "linux")]
+pub fn small_tmpfs(ws: &Workspace, size: &str) -> Option<Unmount> {
+    let mnt = ws.path().join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    mounted.then_some(Unmount(mnt))
+}
+
+pub struct Unmount(pub std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 pub fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
@@ -332,23 +354,7 @@ fn a_full_disk_is_a_clean_fatal_error_and_the_run_resumes_after() {
         return;
     }
     let ws = Workspace::new();
-    let mnt = ws.path().join("small");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=600k", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let Some(_guard) = small_tmpfs(&ws, "600k") else { return };
     ws.write("m.yaml", &SMALL.replace("1:1@512", "1:1@1K").replace("16:9@512", "16:9@1K"));
     let emulator = Emulator::start(MockConfig::default());
     let out = ws.cmd(Some(&emulator)).args(["run", "m.yaml", "-o", "small/out", "-j", "2"]).output().unwrap();

@@ -76,23 +76,8 @@ fn a_disk_that_fills_mid_image_is_a_clean_error() {
         return;
     }
     let ws = Workspace::new();
-    let mnt = ws.path().join("small");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2500k", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let guard = Unmount(mnt.clone());
+    let Some(guard) = crate::resume::small_tmpfs(&ws, "2500k") else { return };
+    let mnt = guard.0.clone();
     ws.write("m.yaml", MANIFEST);
     let emulator = Emulator::start(padded(FaultRates::default()));
     let out = ws.cmd(Some(&emulator)).args(["run", "m.yaml", "-o", "small/out", "-j", "1"]).output().unwrap();
