@@ -18,7 +18,8 @@ fn task_record(i: usize) -> Record {
         outputs: vec![OutputRecord {
             path: format!("catalogue/SKU-{i:07}-1x1-1K.png"),
             sidecar: format!("catalogue/SKU-{i:07}-1x1-1K.json"),
-            sha256: format!("{:064x}", i as u128 * 31),
+            blake3: format!("{:064x}", i as u128 * 31),
+            sha256: String::new(),
             bytes: 1_523_456,
             mtime_ns: 1_764_000_000_000_000_000,
             mime: "image/png".into(),

@@ -11,15 +11,15 @@ use base64::engine::general_purpose::STANDARD;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nanobatch::api::response::parse_reply;
 use nanobatch::api::splitter::{BlobSink, Splitter};
+use nanobatch::digest::{self, ContentHasher};
 use nanobatch::media;
 use nanobatch::mock::images::{ImageCache, ImageKey, full_bytes};
 use nanobatch::plan::fingerprint::sha256_hex;
-use sha2::{Digest, Sha256};
 
 /// What a run's sink does with a streamed image: hash, keep the head, write.
 struct FileSink {
     file: std::fs::File,
-    hasher: Sha256,
+    hasher: ContentHasher,
     head: Vec<u8>,
 }
 
@@ -68,7 +68,7 @@ fn verify(body: &[u8]) -> (usize, (u32, u32), String) {
     let bytes = reply.image.as_ref().unwrap().decode().unwrap();
     let kind = media::sniff(&bytes).unwrap();
     let dims = media::dimensions(&bytes, kind).unwrap();
-    (bytes.len(), dims, sha256_hex(&bytes))
+    (bytes.len(), dims, digest::content_hash(&bytes))
 }
 
 fn bench_response(c: &mut Criterion) {
@@ -92,10 +92,13 @@ fn bench_response(c: &mut Criterion) {
             b.iter(|| black_box(part).decode_scalar().unwrap().len())
         });
         group.bench_with_input(BenchmarkId::new("sha256", label), &png, |b, png| b.iter(|| sha256_hex(black_box(png))));
+        group.bench_with_input(BenchmarkId::new("blake3", label), &png, |b, png| {
+            b.iter(|| digest::content_hash(black_box(png)))
+        });
         group.bench_with_input(BenchmarkId::new("verify", label), &body, |b, body| b.iter(|| verify(black_box(body))));
         let path = dir.path().join(format!("{label}.png"));
         // Before: the whole body buffered, parsed, decoded by a scalar decoder into a second
-        // buffer, hashed, written.
+        // buffer, hashed (SHA-256, as then), written.
         group.bench_with_input(BenchmarkId::new("buffered_scalar_path", label), &body, |b, body| {
             b.iter(|| {
                 let reply = parse_reply(body).unwrap();
@@ -110,8 +113,11 @@ fn bench_response(c: &mut Criterion) {
         // decoded, hashed and written while in cache, the skeleton parsed last.
         group.bench_with_input(BenchmarkId::new("streamed_path", label), &body, |b, body| {
             b.iter(|| {
-                let mut sink =
-                    FileSink { file: std::fs::File::create(&path).unwrap(), hasher: Sha256::new(), head: Vec::new() };
+                let mut sink = FileSink {
+                    file: std::fs::File::create(&path).unwrap(),
+                    hasher: ContentHasher::new(),
+                    head: Vec::new(),
+                };
                 let mut splitter = Splitter::new();
                 for frame in body.chunks(16 << 10) {
                     splitter.feed(frame, &mut sink).unwrap();
@@ -121,7 +127,7 @@ fn bench_response(c: &mut Criterion) {
                 assert!(reply.image.is_some());
                 let kind = media::sniff(&sink.head).unwrap();
                 black_box(media::dimensions(&sink.head, kind));
-                black_box(hex::encode(sink.hasher.finalize()));
+                black_box(digest::finish(&sink.hasher));
             })
         });
     }

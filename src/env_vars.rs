@@ -9,6 +9,9 @@ pub const GOOGLE_GEMINI_BASE_URL: &str = "GOOGLE_GEMINI_BASE_URL";
 pub const NANOBATCH_LOG: &str = "NANOBATCH_LOG";
 /// Disables colour.
 pub const NO_COLOR: &str = "NO_COLOR";
+/// `0` writes images through the page cache; by default they are written with direct I/O where
+/// the file system allows it (see `checkpoint::store`).
+pub const NANOBATCH_DIRECT_IO: &str = "NANOBATCH_DIRECT_IO";
 
 /// Reads a variable; empty counts as unset.
 pub fn get(name: &str) -> Option<String> {

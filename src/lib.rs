@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;
+pub mod digest;
 pub mod env_vars;
 pub mod exec;
 pub mod exit_code;

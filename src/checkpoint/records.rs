@@ -158,6 +158,10 @@ pub struct OutputRecord {
     /// Relative to the output directory, `/`-separated.
     pub path: String,
     pub sidecar: String,
+    /// The image's BLAKE3 (hex); empty in records from before BLAKE3, which carry `sha256`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub blake3: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
     pub bytes: u64,
     /// Modification time (ns since the epoch) when written: a cheap "unchanged" check on resume.
@@ -165,6 +169,17 @@ pub struct OutputRecord {
     pub mime: String,
     pub width: u32,
     pub height: u32,
+}
+
+impl OutputRecord {
+    /// The recorded content hash and how to check it.
+    pub fn content_hash(&self) -> (crate::digest::Algorithm, &str) {
+        if self.blake3.is_empty() {
+            (crate::digest::Algorithm::Sha256, &self.sha256)
+        } else {
+            (crate::digest::Algorithm::Blake3, &self.blake3)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

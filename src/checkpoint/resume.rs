@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::records::{BatchSubmitted, EndRecord, OutputRecord, Record, TaskRecord, TaskStatus};
 use crate::catalog::Usd;
-use crate::plan::fingerprint::{Parts, sha256_hex};
+use crate::plan::fingerprint::Parts;
 
 /// What the journal says, folded.
 #[derive(Debug, Default, Clone)]
@@ -141,7 +141,7 @@ pub trait FileCheck {
     fn check(&self, output: &OutputRecord) -> FileState;
 }
 
-/// Checks files on disk: size and modification time first (cheap), the SHA-256 only when they
+/// Checks files on disk: size and modification time first (cheap), the content hash only when they
 /// differ (a copy or `touch` does not force a re-run; an edit does).
 pub struct DiskCheck<'a> {
     pub root: &'a Path,
@@ -158,11 +158,16 @@ impl FileCheck for DiskCheck<'_> {
             return FileState::Ok;
         }
         match std::fs::read(&path) {
-            Ok(bytes) if sha256_hex(&bytes) == output.sha256 => FileState::Ok,
+            Ok(bytes) if output_matches(output, &bytes) => FileState::Ok,
             Ok(_) => FileState::Modified,
             Err(_) => FileState::Missing,
         }
     }
+}
+
+fn output_matches(output: &OutputRecord, bytes: &[u8]) -> bool {
+    let (algorithm, expected) = output.content_hash();
+    crate::digest::matches(algorithm, bytes, expected)
 }
 
 /// Why a task must run.

@@ -568,7 +568,8 @@ impl<'s> Dispatcher<'s> {
             outputs: vec![OutputRecord {
                 path: done.written.path.clone(),
                 sidecar: done.written.sidecar.clone(),
-                sha256: done.sha256.clone(),
+                blake3: done.blake3.clone(),
+                sha256: String::new(),
                 bytes: done.written.bytes,
                 mtime_ns: done.written.mtime_ns,
                 mime: done.mime.to_owned(),

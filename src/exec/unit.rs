@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use super::request::{ImageFile, PastTurn, RequestConfig, UserTurn, build_body};
 use super::retry::{FailureClass, classify};
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use crate::api::body::ReplyBody;
 use crate::api::response::{Reply, parse_reply, raw_model_content};
@@ -18,10 +17,10 @@ use crate::catalog::{Tier, TokenCounts, Usd};
 use crate::checkpoint::RunDir;
 use crate::checkpoint::records::GroundingRecord;
 use crate::checkpoint::store::{OutputStore, PendingImage, StoreError, Written};
+use crate::digest::{self, ContentHasher};
 use crate::manifest::Manifest;
 use crate::manifest::model::RefKind;
 use crate::media;
-use crate::plan::fingerprint::sha256_hex;
 use crate::plan::{Plan, TaskIndex, TaskView};
 use crate::report::sidecar::{Sidecar, SidecarRef, SidecarSource};
 use crate::report::thumbs::Background;
@@ -74,7 +73,8 @@ pub enum UnitResult {
 #[derive(Debug)]
 pub struct ImageDone {
     pub written: Written,
-    pub sha256: String,
+    /// The image's content hash ([`digest`]).
+    pub blake3: String,
     pub mime: &'static str,
     pub width: u32,
     pub height: u32,
@@ -235,7 +235,7 @@ struct BlobFiles<'a> {
 
 struct BlobFile {
     file: PendingImage,
-    hasher: Sha256,
+    hasher: ContentHasher,
     head: Vec<u8>,
     valid: bool,
 }
@@ -267,7 +267,7 @@ impl BlobSink for BlobFiles<'_> {
         }
         match self.store.begin_image(self.stem) {
             Ok(file) => {
-                self.blobs.push(BlobFile { file, hasher: Sha256::new(), head: Vec::new(), valid: false });
+                self.blobs.push(BlobFile { file, hasher: ContentHasher::new(), head: Vec::new(), valid: false });
                 Ok(())
             }
             Err(e) => Err(self.fail(e)),
@@ -358,10 +358,13 @@ fn finish(
     };
     let data = match blob_index(part.base64) {
         Some(i) if i < blobs.len() => {
-            let blob = blobs.swap_remove(i);
+            let mut blob = blobs.swap_remove(i);
             drop(blobs);
             if !blob.valid {
                 return no_image(&reply, "image data is not valid base64".into(), usage, cost, tier);
+            }
+            if let Err(e) = blob.file.complete() {
+                return UnitResult::Store { error: StoreError::Fs(e), usage, cost };
             }
             ImageData::Streamed(blob)
         }
@@ -383,16 +386,16 @@ fn finish(
     });
     let (width, height) = pixels.unwrap_or(task.pixels);
     let size_mismatch = ((width, height) != task.pixels).then_some((width, height));
-    let (sha256, written) = match data {
+    let (blake3, written) = match data {
         ImageData::Memory(bytes) => {
-            let sha256 = sha256_hex(&bytes);
-            let sidecar = sidecar_json(ctx, input, &reply, kind, (width, height), &sha256, usage, cost, tier);
-            (sha256, ctx.store.write_image(&task.output, kind.extension(), &bytes, &sidecar))
+            let blake3 = digest::content_hash(&bytes);
+            let sidecar = sidecar_json(ctx, input, &reply, kind, (width, height), &blake3, usage, cost, tier);
+            (blake3, ctx.store.write_image(&task.output, kind.extension(), &bytes, &sidecar))
         }
         ImageData::Streamed(blob) => {
-            let sha256 = hex::encode(blob.hasher.finalize());
-            let sidecar = sidecar_json(ctx, input, &reply, kind, (width, height), &sha256, usage, cost, tier);
-            (sha256, ctx.store.commit_image(blob.file, &task.output, kind.extension(), &sidecar))
+            let blake3 = digest::finish(&blob.hasher);
+            let sidecar = sidecar_json(ctx, input, &reply, kind, (width, height), &blake3, usage, cost, tier);
+            (blake3, ctx.store.commit_image(blob.file, &task.output, kind.extension(), &sidecar))
         }
     };
     let written = match written {
@@ -400,7 +403,7 @@ fn finish(
         Err(error) => return UnitResult::Store { error, usage, cost },
     };
     if let Some(thumbs) = &ctx.thumbs {
-        thumbs.offer(&written.path, &sha256);
+        thumbs.offer(&written.path, &blake3);
     }
     let mut turn = None;
     if ctx.keep_turn[input.index as usize]
@@ -414,7 +417,7 @@ fn finish(
     }
     UnitResult::Image(Box::new(ImageDone {
         written,
-        sha256,
+        blake3,
         mime: kind.mime(),
         width,
         height,
@@ -461,7 +464,7 @@ fn sidecar_json(
     reply: &Reply<'_>,
     kind: media::ImageKind,
     pixels: (u32, u32),
-    sha256: &str,
+    blake3: &str,
     usage: TokenCounts,
     cost: Usd,
     tier: Tier,
@@ -512,7 +515,7 @@ fn sidecar_json(
         pixels,
         mime_type: kind.mime(),
         declared_mime_type: declared.filter(|d| *d != kind.mime()),
-        sha256,
+        blake3,
         references,
         usage,
         cost_usd: cost,

@@ -117,20 +117,19 @@ fn image_list(report: &Report, root: &Path) -> Vec<(String, String)> {
     out
 }
 
-/// The image's SHA-256 from its sidecar (cheap), else from its bytes.
+/// The image's content hash from its sidecar (cheap; `sha256` in sidecars from before BLAKE3),
+/// else from its bytes. It names the thumbnail, so either kind serves.
 fn image_hash(root: &Path, output: &str) -> String {
     let stem = crate::checkpoint::resume::strip_extension(output);
     let sidecar = root.join(format!("{stem}.json"));
     if let Ok(text) = std::fs::read_to_string(&sidecar)
         && let Ok(value) = serde_json::from_str::<serde_json::Value>(&text)
-        && let Some(sha) = value.get("sha256").and_then(|v| v.as_str())
-        && sha.len() == 64
+        && let Some(hash) = ["blake3", "sha256"].iter().find_map(|k| value.get(*k).and_then(|v| v.as_str()))
+        && hash.len() == 64
     {
-        return sha.to_owned();
+        return hash.to_owned();
     }
-    std::fs::read(root.join(output))
-        .map(|b| crate::plan::fingerprint::sha256_hex(&b))
-        .unwrap_or_else(|_| "0".repeat(64))
+    std::fs::read(root.join(output)).map(|b| crate::digest::content_hash(&b)).unwrap_or_else(|_| "0".repeat(64))
 }
 
 fn job_views(

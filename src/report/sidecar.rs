@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::catalog::{Tier, TokenCounts, Usd};
 
-pub const SIDECAR_VERSION: u32 = 1;
+pub const SIDECAR_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Sidecar<'a> {
@@ -35,7 +35,8 @@ pub struct Sidecar<'a> {
     /// The MIME type the response declared, when it differs from the bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub declared_mime_type: Option<&'a str>,
-    pub sha256: &'a str,
+    /// The image's BLAKE3 (hex; `b3sum` prints the same).
+    pub blake3: &'a str,
     pub references: Vec<SidecarRef<'a>>,
     pub usage: TokenCounts,
     pub cost_usd: Usd,

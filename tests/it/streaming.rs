@@ -3,7 +3,6 @@
 //! the way. What lands must be exactly what was sent, whatever the faults.
 
 use nanobatch::mock::{FaultRates, MockConfig};
-use nanobatch::plan::fingerprint::sha256_hex;
 
 use crate::support::{Emulator, Workspace, assert_code, images, stderr, temp_files};
 
@@ -51,11 +50,12 @@ fn large_images_stream_to_disk_intact_through_lost_and_cut_responses() {
         let bytes = std::fs::read(&path).unwrap();
         largest = largest.max(bytes.len());
         assert_eq!(bytes.len() as u64, output["bytes"].as_u64().unwrap());
-        assert_eq!(sha256_hex(&bytes), output["sha256"].as_str().unwrap(), "{}", path.display());
+        let blake3 = blake3::hash(&bytes).to_hex().to_string();
+        assert_eq!(blake3, output["blake3"].as_str().unwrap(), "{}", path.display());
         let sidecar: serde_json::Value =
             serde_json::from_slice(&std::fs::read(ws.out().join(output["sidecar"].as_str().unwrap())).unwrap())
                 .unwrap();
-        assert_eq!(sidecar["sha256"], output["sha256"]);
+        assert_eq!(sidecar["blake3"], output["blake3"]);
         let decoded = image::load_from_memory(&bytes).unwrap();
         assert_eq!(
             (decoded.width(), decoded.height()),

@@ -131,7 +131,8 @@ fn task_record(task: u32, attempts: u32) -> TaskRecord {
         outputs: vec![OutputRecord {
             path: format!("job/t{task}.png"),
             sidecar: format!("job/t{task}.json"),
-            sha256: "0".repeat(64),
+            blake3: "0".repeat(64),
+            sha256: String::new(),
             bytes: 1,
             mtime_ns: 1,
             mime: "image/png".into(),
@@ -285,4 +286,32 @@ fn a_success_is_found_by_fingerprint_when_the_id_changed() {
     }];
     let d = decide(&planned, &state, &Files { missing: HashSet::new() }, false);
     assert_eq!(d, vec![Decision::Done { record: id(0), relocate: true }]);
+}
+
+/// A copied output (new time, same bytes) is still done, whether its record has the BLAKE3 of
+/// this version or the SHA-256 of journals from before it; an edited one is not.
+#[test]
+fn disk_check_verifies_blake3_and_legacy_sha256_records() {
+    use super::DiskCheck;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("job")).unwrap();
+    std::fs::write(dir.path().join("job/t1.png"), b"abc").unwrap();
+    let mut record = task_record(1, 1).outputs.remove(0);
+    record.bytes = 3;
+    record.mtime_ns = 1;
+    let check = DiskCheck { root: dir.path() };
+
+    record.blake3 = "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85".into();
+    assert_eq!(check.check(&record), FileState::Ok);
+    record.blake3 = String::new();
+    record.sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into();
+    assert_eq!(check.check(&record), FileState::Ok);
+
+    std::fs::write(dir.path().join("job/t1.png"), b"abd").unwrap();
+    assert_eq!(check.check(&record), FileState::Modified);
+    record.sha256 = String::new();
+    record.blake3 = "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85".into();
+    assert_eq!(check.check(&record), FileState::Modified);
+    std::fs::remove_file(dir.path().join("job/t1.png")).unwrap();
+    assert_eq!(check.check(&record), FileState::Missing);
 }
