@@ -155,6 +155,40 @@ pub fn read(path: &Path) -> Result<Option<JournalContents>, JournalError> {
 }
 
 fn read_in_blocks(path: &Path, block: usize) -> Result<Option<JournalContents>, JournalError> {
+    let mut records = Vec::new();
+    let read = visit_in_blocks(path, block, &mut |part| append(&mut records, part))?;
+    records.shrink_to_fit();
+    Ok(read.map(|(header, notes)| JournalContents { header, records, notes }))
+}
+
+/// Hands every record of the journal at `path` to `f`, in order, a block at a time: the
+/// records are never all in memory (a report of 100,000 tasks keeps what it needs of each).
+/// Returns the notes (damaged or torn lines); `Ok(None)` when there is no journal.
+pub fn visit(path: &Path, mut f: impl FnMut(Record)) -> Result<Option<Vec<String>>, JournalError> {
+    let read = visit_in_blocks(path, READ_BLOCK, &mut |part| part.into_iter().for_each(&mut f))?;
+    Ok(read.map(|(_, notes)| notes))
+}
+
+/// The first part's vector grows in place (a large one is remapped, not copied), and each later
+/// part is freed once moved: the records are never held twice.
+fn append(records: &mut Vec<Record>, part: Vec<Record>) {
+    if records.is_empty() {
+        *records = part;
+    } else {
+        records.extend(part);
+    }
+}
+
+/// A journal's header (none when it is empty) and the notes on its damaged or torn lines.
+type HeaderAndNotes = (Option<Header>, Vec<String>);
+
+/// Decodes the journal block by block, handing each decoded part's records to `sink`; returns
+/// the header and the notes.
+fn visit_in_blocks(
+    path: &Path,
+    block: usize,
+    sink: &mut dyn FnMut(Vec<Record>),
+) -> Result<Option<HeaderAndNotes>, JournalError> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -186,7 +220,7 @@ fn read_in_blocks(path: &Path, block: usize) -> Result<Option<JournalContents>, 
         let at_end = n < want;
         let cut = if at_end { buffer.len() } else { buffer.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
         if cut > 0 || at_end {
-            acc.add(decode_body(&buffer[..cut], line_no, at_end));
+            acc.add(decode_body(&buffer[..cut], line_no, at_end), sink);
             line_no += buffer[..cut].iter().filter(|&&b| b == b'\n').count();
             buffer.drain(..cut);
         }
@@ -214,14 +248,15 @@ fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result
 /// are decoded on every core, in slices cut at line ends, and joined in order.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<JournalContents, JournalError> {
     let mut acc = Assembled::default();
-    if bytes.is_empty() {
-        return Ok(acc.finish(path));
+    let mut records = Vec::new();
+    if !bytes.is_empty() {
+        let header_end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+        acc.header = Some(decode_header(path, &bytes[..header_end])?);
+        let body = bytes.get(header_end + 1..).unwrap_or_default();
+        acc.add(decode_body(body, 2, true), &mut |part| append(&mut records, part));
     }
-    let header_end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
-    acc.header = Some(decode_header(path, &bytes[..header_end])?);
-    let body = bytes.get(header_end + 1..).unwrap_or_default();
-    acc.add(decode_body(body, 2, true));
-    Ok(acc.finish(path))
+    let (header, notes) = acc.finish(path);
+    Ok(JournalContents { header, records, notes })
 }
 
 fn decode_header(path: &Path, line: &[u8]) -> Result<Header, JournalError> {
@@ -248,34 +283,25 @@ fn decode_body(body: &[u8], first_line: usize, holds_the_end: bool) -> Vec<Decod
     })
 }
 
-/// Decoded parts joined in order, with what is worth telling the user.
+/// Decoded parts passed on in order, with what is worth telling the user.
 #[derive(Default)]
 struct Assembled {
     header: Option<Header>,
-    records: Vec<Record>,
     damaged: Vec<(usize, String)>,
     torn: Option<usize>,
 }
 
 impl Assembled {
-    fn add(&mut self, parts: Vec<Decoded>) {
-        let total: usize = self.records.len() + parts.iter().map(|d| d.records.len()).sum::<usize>();
+    fn add(&mut self, parts: Vec<Decoded>, sink: &mut dyn FnMut(Vec<Record>)) {
         for part in parts {
-            // The first part's vector grows in place (a large one is remapped, not copied), and
-            // each later part is freed once moved: the records are never held twice.
-            if self.records.is_empty() {
-                self.records = part.records;
-                self.records.reserve_exact(total - self.records.len());
-            } else {
-                self.records.extend(part.records);
-            }
+            sink(part.records);
             self.damaged.extend(part.damaged);
             self.torn = self.torn.or(part.torn);
         }
     }
 
-    fn finish(mut self, path: &Path) -> JournalContents {
-        self.records.shrink_to_fit();
+    /// The header and the notes.
+    fn finish(self, path: &Path) -> HeaderAndNotes {
         let mut notes = Vec::new();
         for (line_no, error) in self.damaged.iter().take(5) {
             notes.push(format!("line {line_no} of {} is damaged and was skipped: {error}", path.display()));
@@ -289,7 +315,7 @@ impl Assembled {
                 path.display()
             ));
         }
-        JournalContents { header: self.header, records: self.records, notes }
+        (self.header, notes)
     }
 }
 

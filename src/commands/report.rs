@@ -9,6 +9,7 @@ use crate::checkpoint::journal;
 use crate::checkpoint::snapshot::PlanSnapshot;
 use crate::cli::ReportArgs;
 use crate::exit_code;
+use crate::report::build::Collector;
 use crate::ui::Printer;
 
 pub fn run(printer: &Printer, args: &ReportArgs) -> CommandResult {
@@ -49,13 +50,13 @@ pub fn write_reports(
         }
     };
     let started = std::time::Instant::now();
-    let contents = journal::read(&run_dir.journal()).map_err(|e| e.to_string())?.unwrap_or_default();
-    for note in &contents.notes {
-        printer.verbose(note);
+    let mut collector = Collector::new(snapshot);
+    let notes = journal::visit(&run_dir.journal(), |record| collector.add(&record)).map_err(|e| e.to_string())?;
+    for note in notes.unwrap_or_default() {
+        printer.verbose(&note);
     }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "report: journal read");
-    let report = crate::report::build::build(snapshot, &contents.records, &dir.display().to_string());
-    drop(contents);
+    let report = crate::report::build::build(snapshot, collector.finish(), &dir.display().to_string());
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "report: built");
     let mut paths = Vec::new();
     crate::report::write_json(&report, &run_dir.report_json()).map_err(|e| e.to_string())?;

@@ -50,8 +50,8 @@ pub fn run(printer: &Printer, args: &StatusArgs) -> CommandResult {
     let mut remaining = Usd::ZERO;
     for (task, o) in snapshot.tasks.iter().zip(&outcomes) {
         *counts.entry(o.status).or_default() += 1;
-        if let Some(e) = o.record.and_then(|r| r.error.as_ref()) {
-            *by_class.entry(e.class.clone()).or_default() += 1;
+        if let Some((class, _)) = o.last.as_ref().and_then(|r| r.error.as_ref()) {
+            *by_class.entry(class.clone()).or_default() += 1;
         }
         if o.status == "pending" {
             remaining += task.est_usd;

@@ -150,7 +150,7 @@ async fn receive_streamed(
     // `None` marks the complete end; a channel closed without it means the body failed. Chunks
     // can be a few hundred kilobytes: four per request in flight bound the bytes held while the
     // disk is slower than loopback (16 let a -j 64 run of 4K images peak 90 MB higher).
-    let (tx, rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(1);
     let worker = tokio::task::spawn_blocking(move || split_and_store(&ctx, &input, rx, tier));
     let pumped = async {
         while let Some(chunk) = body.chunk().await? {

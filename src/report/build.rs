@@ -4,99 +4,237 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::schema::{Breakdown, Costs, Drift, Latency, REPORT_VERSION, Report, RunInfo, TaskCounts, TaskEntry, Tokens};
 use crate::catalog::{TokenCounts, Usd};
-use crate::checkpoint::records::{AttemptRecord, Record, SentRecord, TaskRecord, TaskStatus, now};
+use crate::checkpoint::records::{AttemptRecord, Record, TaskRecord, TaskStatus, now};
 use crate::checkpoint::snapshot::{PlanSnapshot, SnapshotTask};
 
-/// The outcome of one planned task as the journal tells it.
+/// The outcome of one planned task as the journal tells it: only what the report and `status`
+/// show, so that a report of a million tasks never holds the journal's records.
 #[derive(Debug, Clone, Default)]
-pub struct TaskOutcome<'a> {
-    pub record: Option<&'a TaskRecord>,
-    pub attempts: Vec<&'a AttemptRecord>,
-    /// Requests sent without an outcome (interrupted runs, or in flight): possibly billed.
-    pub unanswered: Vec<&'a SentRecord>,
+pub struct TaskOutcome {
+    /// From the task's last record; `None` while no outcome is recorded.
+    pub last: Option<Finished>,
+    /// Attempts recorded before the outcome (failed tries, retries).
+    pub attempts: u32,
+    pub attempt_usage: TokenCounts,
+    pub attempt_cost: Usd,
+    pub attempt_possibly_billed: Usd,
+    /// Attempts whose outcome was unknown (counted as possibly billed).
+    pub possibly_billed_attempts: u32,
+    /// Latencies (ms) of attempts that got an answer.
+    pub attempt_latencies: Vec<u64>,
+    /// Requests sent without any outcome (interrupted runs, or in flight): possibly billed.
+    pub unanswered: u32,
+    pub unanswered_usd: Usd,
     /// `succeeded`, `failed`, `no_image`, `skipped`, `pending`.
     pub status: &'static str,
 }
 
-/// Joins every planned task with its journal records (matched by id and fingerprint).
-pub fn outcomes<'a>(snapshot: &PlanSnapshot, records: &'a [Record]) -> Vec<TaskOutcome<'a>> {
-    let index: HashMap<(&str, &str), usize> =
-        snapshot.tasks.iter().enumerate().map(|(i, t)| ((t.id.as_str(), t.fp.as_str()), i)).collect();
-    let by_fp: HashMap<&str, usize> = snapshot.tasks.iter().enumerate().map(|(i, t)| (t.fp.as_str(), i)).collect();
-    let mut out: Vec<TaskOutcome<'a>> = vec![TaskOutcome::default(); snapshot.tasks.len()];
-    let mut sent: HashMap<(&str, u32), (usize, &'a SentRecord)> = HashMap::new();
-    for record in records {
+impl TaskOutcome {
+    /// Tokens of every answered attempt and of the outcome.
+    pub fn actual_usage(&self) -> TokenCounts {
+        let mut usage = self.attempt_usage;
+        if let Some(r) = &self.last {
+            usage.add(&r.usage);
+        }
+        usage
+    }
+
+    pub fn actual_cost(&self) -> Usd {
+        self.attempt_cost + self.last.as_ref().map_or(Usd::ZERO, |r| r.cost)
+    }
+
+    /// Attempts and requests whose outcome is unknown, at their estimates.
+    pub fn possibly_billed(&self) -> Usd {
+        self.attempt_possibly_billed + self.unanswered_usd
+    }
+}
+
+/// What the report keeps of a task record.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub status: TaskStatus,
+    pub attempts: u32,
+    pub usage: TokenCounts,
+    pub cost: Usd,
+    pub outputs: Vec<String>,
+    pub finish_reason: Option<String>,
+    /// (class, message)
+    pub error: Option<(String, String)>,
+    pub latency_ms: u64,
+    pub size_mismatch: Option<(u32, u32)>,
+    pub grounding: Vec<String>,
+}
+
+impl Finished {
+    fn of(r: &TaskRecord) -> Finished {
+        Finished {
+            status: r.status,
+            attempts: r.attempts,
+            usage: r.usage,
+            cost: r.cost_usd,
+            outputs: r.outputs.iter().map(|o| o.path.clone()).collect(),
+            finish_reason: r.finish_reason.clone(),
+            error: r.error.as_ref().map(|e| (e.class.clone(), e.message.clone())),
+            latency_ms: r.latency_ms,
+            size_mismatch: r.size_mismatch,
+            grounding: r.grounding.iter().map(|g| g.uri.clone()).collect(),
+        }
+    }
+
+    /// Whether a request was sent for this outcome (a missing input is decided before sending).
+    fn was_requested(&self) -> bool {
+        self.error.as_ref().is_none_or(|(class, _)| class != "input_missing")
+    }
+}
+
+/// The runs the journal tells of.
+#[derive(Debug, Clone, Default)]
+pub struct RunsSeen {
+    pub runs: u32,
+    /// When the first run started.
+    pub started: Option<String>,
+    /// The end of the last run: (status, at); `None` while it is in progress.
+    pub end: Option<(String, String)>,
+}
+
+/// Joins every planned task with its journal records (matched by id and fingerprint), one
+/// record at a time.
+pub struct Collector<'s> {
+    snapshot: &'s PlanSnapshot,
+    index: HashMap<(&'s str, &'s str), usize>,
+    by_fp: HashMap<&'s str, usize>,
+    tasks: Vec<TaskOutcome>,
+    /// Requests sent and not yet answered: (fingerprint, attempt) → (task, estimate).
+    sent: HashMap<(String, u32), (usize, Usd)>,
+    runs: RunsSeen,
+}
+
+/// Every task's outcome and the runs, once the whole journal was seen.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub tasks: Vec<TaskOutcome>,
+    pub runs: RunsSeen,
+}
+
+impl<'s> Collector<'s> {
+    pub fn new(snapshot: &'s PlanSnapshot) -> Collector<'s> {
+        let tasks = &snapshot.tasks;
+        Collector {
+            snapshot,
+            index: tasks.iter().enumerate().map(|(i, t)| ((t.id.as_str(), t.fp.as_str()), i)).collect(),
+            by_fp: tasks.iter().enumerate().map(|(i, t)| (t.fp.as_str(), i)).collect(),
+            tasks: vec![TaskOutcome::default(); tasks.len()],
+            sent: HashMap::new(),
+            runs: RunsSeen::default(),
+        }
+    }
+
+    /// The planned task a record is about: by id and fingerprint, else by fingerprint alone.
+    fn task_of(&self, id: &str, fp: &str) -> Option<usize> {
+        self.index.get(&(id, fp)).or_else(|| self.by_fp.get(fp)).copied()
+    }
+
+    pub fn add(&mut self, record: &Record) {
         match record {
             Record::Sent(s) => {
-                if let Some(&i) = index.get(&(s.id.as_str(), s.fp.as_str())).or_else(|| by_fp.get(s.fp.as_str())) {
-                    sent.insert((s.fp.as_str(), s.n), (i, s));
+                if let Some(i) = self.task_of(&s.id, &s.fp) {
+                    self.sent.insert((s.fp.clone(), s.n), (i, s.estimate_usd));
                 }
             }
             Record::Task(t) => {
-                sent.remove(&(t.fp.as_str(), t.attempts));
-                let i = index.get(&(t.id.as_str(), t.fp.as_str())).or_else(|| {
+                self.sent.remove(&(t.fp.clone(), t.attempts));
+                let i = self.index.get(&(t.id.as_str(), t.fp.as_str())).copied().or_else(|| {
                     // A success found by fingerprint (ids can change when an axis gains a value).
-                    (t.status == TaskStatus::Succeeded).then(|| by_fp.get(t.fp.as_str())).flatten()
+                    (t.status == TaskStatus::Succeeded).then(|| self.by_fp.get(t.fp.as_str()).copied()).flatten()
                 });
-                if let Some(&i) = i {
-                    out[i].record = Some(t);
+                if let Some(i) = i {
+                    self.tasks[i].last = Some(Finished::of(t));
                 }
             }
             Record::Attempt(a) => {
-                sent.remove(&(a.fp.as_str(), a.n));
-                if let Some(&i) = index.get(&(a.id.as_str(), a.fp.as_str())).or_else(|| by_fp.get(a.fp.as_str())) {
-                    out[i].attempts.push(a);
+                self.sent.remove(&(a.fp.clone(), a.n));
+                if let Some(i) = self.task_of(&a.id, &a.fp) {
+                    add_attempt(&mut self.tasks[i], a);
                 }
             }
+            Record::Run(run) => {
+                self.runs.runs += 1;
+                self.runs.started.get_or_insert_with(|| run.at.clone());
+                self.runs.end = None;
+            }
+            Record::End(end) => self.runs.end = Some((end.status.clone(), end.at.clone())),
             _ => {}
         }
     }
-    for (i, s) in sent.into_values() {
-        out[i].unanswered.push(s);
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        o.status = match o.record.map(|r| r.status) {
-            Some(TaskStatus::Succeeded) => "succeeded",
-            Some(TaskStatus::Failed) => "failed",
-            Some(TaskStatus::NoImage) => "no_image",
-            None => "pending",
-        };
-        let _ = i;
-    }
-    // Pending tasks below a failure are skipped.
-    for i in 0..out.len() {
-        if out[i].status == "pending"
-            && snapshot.tasks[i]
-                .deps
-                .iter()
-                .any(|d| matches!(out.get(*d as usize).map(|o| o.status), Some("failed" | "no_image" | "skipped")))
-        {
-            out[i].status = "skipped";
+
+    pub fn finish(mut self) -> Collected {
+        for (_, (i, estimate)) in self.sent.drain() {
+            self.tasks[i].unanswered += 1;
+            self.tasks[i].unanswered_usd += estimate;
         }
+        for o in &mut self.tasks {
+            o.status = match o.last.as_ref().map(|r| r.status) {
+                Some(TaskStatus::Succeeded) => "succeeded",
+                Some(TaskStatus::Failed) => "failed",
+                Some(TaskStatus::NoImage) => "no_image",
+                None => "pending",
+            };
+        }
+        // Pending tasks below a failure are skipped.
+        for i in 0..self.tasks.len() {
+            if self.tasks[i].status == "pending"
+                && self.snapshot.tasks[i].deps.iter().any(|d| {
+                    matches!(self.tasks.get(*d as usize).map(|o| o.status), Some("failed" | "no_image" | "skipped"))
+                })
+            {
+                self.tasks[i].status = "skipped";
+            }
+        }
+        Collected { tasks: self.tasks, runs: self.runs }
     }
-    out
+}
+
+fn add_attempt(o: &mut TaskOutcome, a: &AttemptRecord) {
+    o.attempts += 1;
+    if let Some(u) = &a.usage {
+        o.attempt_usage.add(u);
+    }
+    o.attempt_cost += a.billed_usd;
+    o.attempt_possibly_billed += a.possibly_billed_usd;
+    if !a.possibly_billed_usd.is_zero() {
+        o.possibly_billed_attempts += 1;
+    }
+    if a.latency_ms > 0 {
+        o.attempt_latencies.push(a.latency_ms);
+    }
+}
+
+/// Every task's outcome from records already in memory (`status`).
+pub fn outcomes(snapshot: &PlanSnapshot, records: &[Record]) -> Vec<TaskOutcome> {
+    let mut collector = Collector::new(snapshot);
+    records.iter().for_each(|r| collector.add(r));
+    collector.finish().tasks
 }
 
 /// The whole report.
-pub fn build(snapshot: &PlanSnapshot, records: &[Record], output_dir: &str) -> Report {
-    let outcomes = outcomes(snapshot, records);
+pub fn build(snapshot: &PlanSnapshot, collected: Collected, output_dir: &str) -> Report {
+    let Collected { tasks: outcomes, runs } = collected;
     let mut totals = Acc::default();
     let mut by_model: BTreeMap<String, Acc> = BTreeMap::new();
     let mut by_job: BTreeMap<String, Acc> = BTreeMap::new();
     let mut by_size: BTreeMap<String, Acc> = BTreeMap::new();
     let mut drift: BTreeMap<(String, String), (u64, Vec<u64>, u64)> = BTreeMap::new();
     let mut tasks = Vec::with_capacity(snapshot.tasks.len());
-    for (task, outcome) in snapshot.tasks.iter().zip(&outcomes) {
-        let entry = task_entry(task, outcome);
+    for (task, outcome) in snapshot.tasks.iter().zip(outcomes) {
         for acc in [
             &mut totals,
             by_model.entry(task.model.clone()).or_default(),
             by_job.entry(task.job.clone()).or_default(),
             by_size.entry(format!("{}@{}", task.ratio, task.size)).or_default(),
         ] {
-            acc.add(task, outcome, &entry);
+            acc.add(task, &outcome);
         }
-        if let Some(r) = outcome.record
+        if let Some(r) = &outcome.last
             && r.status == TaskStatus::Succeeded
             && r.usage.output_image != task.est.output_image
         {
@@ -107,11 +245,11 @@ pub fn build(snapshot: &PlanSnapshot, records: &[Record], output_dir: &str) -> R
             }
             e.2 += 1;
         }
-        tasks.push(entry);
+        tasks.push(task_entry(task, outcome));
     }
     Report {
         report_version: REPORT_VERSION,
-        run: run_info(snapshot, records, output_dir),
+        run: run_info(snapshot, runs, output_dir),
         totals: totals.finish(),
         by_model: by_model.into_iter().map(|(k, v)| (k, v.finish())).collect(),
         by_job: by_job.into_iter().map(|(k, v)| (k, v.finish())).collect(),
@@ -130,25 +268,12 @@ pub fn build(snapshot: &PlanSnapshot, records: &[Record], output_dir: &str) -> R
     }
 }
 
-fn run_info(snapshot: &PlanSnapshot, records: &[Record], output_dir: &str) -> RunInfo {
+fn run_info(snapshot: &PlanSnapshot, runs: RunsSeen, output_dir: &str) -> RunInfo {
     let h = &snapshot.header;
-    let mut started = None;
-    let mut runs = 0;
-    let mut last_run_index = 0;
-    for (i, r) in records.iter().enumerate() {
-        if let Record::Run(run) = r {
-            runs += 1;
-            last_run_index = i;
-            if started.is_none() {
-                started = Some(run.at.clone());
-            }
-        }
-    }
-    let end = records[last_run_index..].iter().rev().find_map(|r| match r {
-        Record::End(e) => Some(e),
-        _ => None,
-    });
-    let status = end.map_or_else(|| "in_progress".to_owned(), |e| e.status.clone());
+    let (status, finished) = match runs.end {
+        Some((status, at)) => (status, Some(at)),
+        None => ("in_progress".to_owned(), None),
+    };
     RunInfo {
         name: h.name.clone(),
         description: h.description.clone(),
@@ -159,34 +284,26 @@ fn run_info(snapshot: &PlanSnapshot, records: &[Record], output_dir: &str) -> Ru
         prices_date: h.prices_date.clone(),
         prices_source: h.prices_source.clone(),
         output_dir: output_dir.to_owned(),
-        started,
-        finished: end.map(|e| e.at.clone()),
+        started: runs.started,
+        finished,
         generated: now(),
         interrupted: matches!(status.as_str(), "interrupted" | "aborted"),
         status,
-        runs,
+        runs: runs.runs,
     }
 }
 
-fn task_entry(task: &SnapshotTask, outcome: &TaskOutcome<'_>) -> TaskEntry {
-    let record = outcome.record;
-    let mut actual = TokenCounts::default();
-    let mut cost = Usd::ZERO;
-    let mut possibly = Usd::ZERO;
-    for a in &outcome.attempts {
-        if let Some(u) = &a.usage {
-            actual.add(u);
-        }
-        cost += a.billed_usd;
-        possibly += a.possibly_billed_usd;
+/// The report's entry for a task; the outcome's strings are moved, not copied.
+fn task_entry(task: &SnapshotTask, outcome: TaskOutcome) -> TaskEntry {
+    let (actual, cost, possibly) = (outcome.actual_usage(), outcome.actual_cost(), outcome.possibly_billed());
+    let attempts = outcome.last.as_ref().map_or(outcome.attempts, |r| r.attempts);
+    let (mut outputs, mut grounding, mut finish_reason, mut error, mut latency_ms, mut size_mismatch) =
+        (Vec::new(), Vec::new(), None, None, None, None);
+    if let Some(r) = outcome.last {
+        (outputs, grounding, finish_reason, error) = (r.outputs, r.grounding, r.finish_reason, r.error);
+        (latency_ms, size_mismatch) = (Some(r.latency_ms), r.size_mismatch);
     }
-    for s in &outcome.unanswered {
-        possibly += s.estimate_usd;
-    }
-    if let Some(r) = record {
-        actual.add(&r.usage);
-        cost += r.cost_usd;
-    }
+    let (error_class, error_message) = error.unzip();
     TaskEntry {
         id: task.id.clone(),
         job: task.job.clone(),
@@ -197,8 +314,8 @@ fn task_entry(task: &SnapshotTask, outcome: &TaskOutcome<'_>) -> TaskEntry {
         ratio: task.ratio.clone(),
         size: task.size.clone(),
         status: outcome.status.to_owned(),
-        attempts: record.map_or(outcome.attempts.len() as u32, |r| r.attempts),
-        outputs: record.map(|r| r.outputs.iter().map(|o| o.path.clone()).collect()).unwrap_or_default(),
+        attempts,
+        outputs,
         tokens: Tokens { estimated: task.est.into(), actual: actual.into() },
         cost_usd: Costs {
             estimated: task.est_usd,
@@ -206,12 +323,12 @@ fn task_entry(task: &SnapshotTask, outcome: &TaskOutcome<'_>) -> TaskEntry {
             actual: cost,
             possibly_billed: possibly,
         },
-        finish_reason: record.and_then(|r| r.finish_reason.clone()),
-        error_class: record.and_then(|r| r.error.as_ref().map(|e| e.class.clone())),
-        error_message: record.and_then(|r| r.error.as_ref().map(|e| e.message.clone())),
-        latency_ms: record.map(|r| r.latency_ms),
-        size_mismatch: record.and_then(|r| r.size_mismatch),
-        grounding: record.map(|r| r.grounding.iter().map(|g| g.uri.clone()).collect()).unwrap_or_default(),
+        finish_reason,
+        error_class,
+        error_message,
+        latency_ms,
+        size_mismatch,
+        grounding,
     }
 }
 
@@ -222,7 +339,7 @@ struct Acc {
 }
 
 impl Acc {
-    fn add(&mut self, task: &SnapshotTask, outcome: &TaskOutcome<'_>, entry: &TaskEntry) {
+    fn add(&mut self, task: &SnapshotTask, outcome: &TaskOutcome) {
         let b = &mut self.b;
         b.tasks.total += 1;
         match outcome.status {
@@ -232,32 +349,22 @@ impl Acc {
             "skipped" => b.tasks.skipped += 1,
             _ => b.tasks.pending += 1,
         }
-        if let Some(class) = &entry.error_class {
+        if let Some((class, _)) = outcome.last.as_ref().and_then(|r| r.error.as_ref()) {
             *b.failed_by_class.entry(class.clone()).or_default() += 1;
         }
-        let requests = (outcome.attempts.len() + outcome.unanswered.len()) as u64
-            + u64::from(outcome.record.is_some_and(|r| r.error.as_ref().is_none_or(|e| e.class != "input_missing")));
+        let requests = u64::from(outcome.attempts + outcome.unanswered)
+            + u64::from(outcome.last.as_ref().is_some_and(Finished::was_requested));
         b.requests += requests;
         b.retries += requests.saturating_sub(1);
-        b.possibly_billed_attempts += outcome.attempts.iter().filter(|a| !a.possibly_billed_usd.is_zero()).count()
-            as u64
-            + outcome.unanswered.len() as u64;
-
+        b.possibly_billed_attempts += u64::from(outcome.possibly_billed_attempts + outcome.unanswered);
         b.tokens.estimated.add(&task.est);
-        let a = &entry.tokens.actual;
-        b.tokens.actual.add(&TokenCounts {
-            input_text: a.input_text,
-            input_image: a.input_image,
-            output_image: a.output_image,
-            output_text: a.output_text,
-            thinking: a.thinking,
-        });
+        b.tokens.actual.add(&outcome.actual_usage());
         b.cost_usd.estimated += task.est_usd;
         b.cost_usd.estimated_batch += task.est_batch_usd;
-        b.cost_usd.actual += entry.cost_usd.actual;
-        b.cost_usd.possibly_billed += entry.cost_usd.possibly_billed;
-        self.latencies.extend(outcome.attempts.iter().filter(|a| a.latency_ms > 0).map(|a| a.latency_ms));
-        if let Some(l) = entry.latency_ms.filter(|l| *l > 0) {
+        b.cost_usd.actual += outcome.actual_cost();
+        b.cost_usd.possibly_billed += outcome.possibly_billed();
+        self.latencies.extend(&outcome.attempt_latencies);
+        if let Some(l) = outcome.last.as_ref().map(|r| r.latency_ms).filter(|l| *l > 0) {
             self.latencies.push(l);
         }
     }
