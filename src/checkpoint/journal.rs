@@ -212,7 +212,9 @@ fn visit_in_blocks(
     loop {
         let kept = buffer.len();
         let left = usize::try_from(size.saturating_sub(consumed)).unwrap_or(usize::MAX);
-        let want = block.min(left.saturating_add(1)).max(1);
+        // The carried-over line and the new bytes fit in one block (the buffer never grows to
+        // two), unless a single line is longer than that.
+        let want = block.saturating_sub(kept).max(block / 16).min(left.saturating_add(1)).max(1);
         buffer.resize(kept + want, 0);
         let n = read_full(&mut reader, &mut buffer[kept..]).map_err(cannot_read)?;
         consumed += n as u64;

@@ -20,7 +20,7 @@ pub fn run(printer: &Printer, args: &ReportArgs) -> CommandResult {
             args.dir.display()
         )));
     }
-    let paths = write_reports(printer, &args.dir, None, true).map_err(CommandError::fatal)?;
+    let paths = write_reports(printer, &args.dir, true).map_err(CommandError::fatal)?;
     if args.json {
         let text = std::fs::read_to_string(run_dir.report_json()).map_err(|e| CommandError::fatal(e.to_string()))?;
         printer.data(&text);
@@ -33,22 +33,11 @@ pub fn run(printer: &Printer, args: &ReportArgs) -> CommandResult {
     Ok(exit_code::OK)
 }
 
-/// Builds the report from the plan snapshot and the journal and writes it; returns the paths.
-pub fn write_reports(
-    printer: &Printer,
-    dir: &Path,
-    snapshot: Option<&PlanSnapshot>,
-    html: bool,
-) -> Result<Vec<String>, String> {
+/// Builds the report from the plan snapshot and the journal (both read from `dir`) and writes
+/// it; returns the paths.
+pub fn write_reports(printer: &Printer, dir: &Path, html: bool) -> Result<Vec<String>, String> {
     let run_dir = RunDir::new(dir);
-    let loaded;
-    let snapshot = match snapshot {
-        Some(s) => s,
-        None => {
-            loaded = PlanSnapshot::read(&run_dir.plan())?;
-            &loaded
-        }
-    };
+    let snapshot = &PlanSnapshot::read(&run_dir.plan())?;
     let started = std::time::Instant::now();
     let mut collector = Collector::new(snapshot);
     let notes = journal::visit(&run_dir.journal(), |record| collector.add(&record)).map_err(|e| e.to_string())?;

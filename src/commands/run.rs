@@ -167,7 +167,6 @@ pub struct Prepared {
     pub state: JournalState,
     pub decisions: Vec<Decision>,
     pub journal: JournalWriter,
-    pub snapshot: PlanSnapshot,
     /// Done tasks whose outputs were moved to new names (the journal changed).
     pub moved: usize,
 }
@@ -208,21 +207,19 @@ pub fn prepare(
         printer.note(&format!("removed {removed} partial files left by an interrupted run"));
     }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "journal state built, leftovers removed");
-    // The snapshot is built and written on another core while the outputs are checked.
+    // The snapshot is built and written on another core while the outputs are checked. It is
+    // not kept: the reports read it back at the end (memory during a run does not hold it).
     let (decisions, snapshot) = std::thread::scope(|scope| {
-        let snapshot = scope.spawn(|| {
-            let snapshot = PlanSnapshot::build(manifest, plan);
-            snapshot.write(&run_dir.plan()).map(|()| snapshot)
-        });
+        let snapshot = scope.spawn(|| PlanSnapshot::build(manifest, plan).write(&run_dir.plan()));
         let decisions = super::plan::decide_all(manifest, plan, &state, dir, args.retry_failed);
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "decided (journal and files checked)");
         (decisions, snapshot.join())
     });
     let mut decisions = decisions;
-    let snapshot = match snapshot {
+    match snapshot {
         Ok(written) => written.map_err(fs_fatal)?,
         Err(_) => return Err(CommandError::fatal("the plan snapshot could not be built")),
-    };
+    }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "plan snapshot written");
     let mut journal = JournalWriter::open(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?;
     journal.append(&Record::Run(RunRecord {
@@ -236,7 +233,7 @@ pub fn prepare(
     }));
     let moved = relocate_renamed(printer, plan, &store, &mut state, &mut decisions, &mut journal)?;
     journal.commit().map_err(|e| CommandError::fatal(format!("cannot write the journal: {e}")))?;
-    Ok(Prepared { lock, store, state, decisions, journal, snapshot, moved })
+    Ok(Prepared { lock, store, state, decisions, journal, moved })
 }
 
 /// Temp files in every output directory of the plan and in the state directory: writes a
@@ -377,7 +374,7 @@ async fn run_manifest(
         Mode::Auto => "auto",
     };
     let prepared = prepare(printer, args, &manifest, &plan, &dir, mode)?;
-    let Prepared { lock, store, state, decisions, journal, snapshot, moved } = prepared;
+    let Prepared { lock, store, state, decisions, journal, moved } = prepared;
     let api = Arc::new(api);
     let batch = match args.mode {
         Mode::Interactive => None,
@@ -426,7 +423,9 @@ async fn run_manifest(
     std::thread::spawn(move || drop(state));
     let manifest = ctx.manifest.clone();
     drop(ctx);
-    let code = finish(printer, args, &manifest, &dir, &snapshot, &decisions, moved == 0, result);
+    // Idle connections hold their read buffers.
+    drop(api);
+    let code = finish(printer, args, &manifest, &dir, &decisions, moved == 0, result);
     drop(lock);
     if let Some(server) = mock {
         server.stop().await;
@@ -454,7 +453,6 @@ pub fn finish(
     args: &RunArgs,
     manifest: &Manifest,
     dir: &Path,
-    snapshot: &PlanSnapshot,
     decisions: &[Decision],
     nothing_moved: bool,
     result: Result<RunOutcome, ExecError>,
@@ -475,7 +473,7 @@ pub fn finish(
         }
         Ok(paths)
     } else {
-        crate::commands::report::write_reports(printer, dir, Some(snapshot), !args.no_html)
+        crate::commands::report::write_reports(printer, dir, !args.no_html)
     };
     tracing::debug!(ms = started.elapsed().as_millis() as u64, idle, "reports written");
     let outcome = match result {
