@@ -317,28 +317,32 @@ impl Splitter {
     /// Decodes `text` and hands it to the sink, or marks the blob invalid.
     fn decode_block(&mut self, text: &[u8], last: bool, sink: &mut dyn BlobSink) -> io::Result<()> {
         let simd = base64_simd::STANDARD;
-        let ok = if text.len().is_multiple_of(4) {
+        let decoded = if text.len().is_multiple_of(4) {
             // A whole number of quads: the SIMD decoder (strict about padding, which only the
             // last block may have).
             match simd.decoded_length(text) {
                 Ok(n) => {
-                    self.decoded.resize(n, 0);
-                    simd.decode(text, base64_simd::Out::from_slice(&mut self.decoded)).is_ok()
+                    // Grown, never shrunk: zeroing it again for every block cost a memset each.
+                    if self.decoded.len() < n {
+                        self.decoded.resize(n, 0);
+                    }
+                    let out = base64_simd::Out::from_slice(&mut self.decoded[..n]);
+                    simd.decode(text, out).map(|d| d.len()).ok()
                 }
-                Err(_) => false,
+                Err(_) => None,
             }
         } else if last {
             // A final block without its padding: the forgiving scalar decoder.
             self.decoded.clear();
-            FORGIVING.decode_vec(text, &mut self.decoded).is_ok()
+            FORGIVING.decode_vec(text, &mut self.decoded).ok().map(|()| self.decoded.len())
         } else {
-            false
+            None
         };
-        if !ok {
+        let Some(n) = decoded else {
             self.valid = false;
             return Ok(());
-        }
-        sink.write(self.blobs, &self.decoded)
+        };
+        sink.write(self.blobs, &self.decoded[..n])
     }
 
     fn close_blob(&mut self, sink: &mut dyn BlobSink) -> io::Result<()> {
