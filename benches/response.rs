@@ -11,14 +11,16 @@ use base64::engine::general_purpose::STANDARD;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nanobatch::api::response::parse_reply;
 use nanobatch::api::splitter::{BlobSink, Splitter};
+use nanobatch::checkpoint::store::{OutputStore, PendingImage};
 use nanobatch::digest::{self, ContentHasher};
 use nanobatch::media;
 use nanobatch::mock::images::{ImageCache, ImageKey, full_bytes};
 use nanobatch::plan::fingerprint::sha256_hex;
 
-/// What a run's sink does with a streamed image: hash, keep the head, write.
+/// What a run's sink does with a streamed image: hash, keep the head, write (a `PendingImage`:
+/// direct I/O from an aligned staging buffer where the file system allows it).
 struct FileSink {
-    file: std::fs::File,
+    file: PendingImage,
     hasher: ContentHasher,
     head: Vec<u8>,
 }
@@ -32,7 +34,7 @@ impl BlobSink for FileSink {
             self.head.extend_from_slice(&decoded[..decoded.len().min(65536 - self.head.len())]);
         }
         self.hasher.update(decoded);
-        self.file.write_all(decoded)
+        self.file.write(decoded).map_err(|e| std::io::Error::other(e.to_string()))
     }
     fn end(&mut self, _index: usize, valid: bool) -> std::io::Result<()> {
         assert!(valid);
@@ -74,6 +76,7 @@ fn verify(body: &[u8]) -> (usize, (u32, u32), String) {
 fn bench_response(c: &mut Criterion) {
     let cache = ImageCache::default();
     let dir = tempfile::tempdir().unwrap();
+    let store = OutputStore::open(dir.path()).unwrap();
     let mut group = c.benchmark_group("response");
     group.sample_size(30);
     for &(label, width, height, pad_to) in SIZES {
@@ -109,15 +112,12 @@ fn bench_response(c: &mut Criterion) {
                 std::fs::File::create(&path).unwrap().write_all(&bytes).unwrap();
             })
         });
-        // After: what a run does, the body split as it arrives (16 KiB frames), each block
-        // decoded, hashed and written while in cache, the skeleton parsed last.
+        // After: what a run does, the body split as it arrives (16 KiB frames, as TLS records
+        // come), each block decoded, hashed and written while in cache, the skeleton parsed last.
         group.bench_with_input(BenchmarkId::new("streamed_path", label), &body, |b, body| {
             b.iter(|| {
-                let mut sink = FileSink {
-                    file: std::fs::File::create(&path).unwrap(),
-                    hasher: ContentHasher::new(),
-                    head: Vec::new(),
-                };
+                let file = store.begin_image(label).unwrap();
+                let mut sink = FileSink { file, hasher: ContentHasher::new(), head: Vec::new() };
                 let mut splitter = Splitter::new();
                 for frame in body.chunks(16 << 10) {
                     splitter.feed(frame, &mut sink).unwrap();
@@ -128,6 +128,7 @@ fn bench_response(c: &mut Criterion) {
                 let kind = media::sniff(&sink.head).unwrap();
                 black_box(media::dimensions(&sink.head, kind));
                 black_box(digest::finish(&sink.hasher));
+                sink.file.complete().unwrap();
             })
         });
     }

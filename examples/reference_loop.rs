@@ -129,7 +129,8 @@ fn write_direct(path: &std::path::Path, b64: &[u8]) -> std::io::Result<()> {
     let buffer = &mut raw[start..start + padded];
     simd.decode(b64, base64_simd::Out::from_slice(&mut buffer[..len])).map_err(std::io::Error::other)?;
     let direct = rustix::fs::OFlags::DIRECT.bits() as i32;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(direct).open(path)?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(direct).open(path)?;
     std::io::Write::write_all(&mut file, buffer)?;
     file.set_len(len as u64)
 }
