@@ -23,8 +23,6 @@ pub const STREAM_THRESHOLD: usize = 64 << 10;
 /// Base64 decoded per block (a multiple of 4): large enough for the SIMD decoder to shine,
 /// small enough to stay in cache on its way to the hash and the file.
 const DECODE_BLOCK: usize = 256 << 10;
-/// Pieces of base64 at least this long are decoded where they are, without gathering.
-const DIRECT_DECODE: usize = 64 << 10;
 
 const FORGIVING: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
@@ -270,43 +268,40 @@ impl Splitter {
         }
     }
 
-    /// Decodes base64 text as it arrives. Large pieces are decoded straight from the chunk in
-    /// whole quads, never copied; small ones (TLS records are 16 KiB) are gathered into blocks
-    /// first, so that hashing and writing work on large blocks either way. Only the last quad
-    /// (which may carry the padding that ends the string) or a partial one waits for more.
+    /// Decodes base64 text as it arrives: whole quads straight from the chunk, in blocks, never
+    /// copied; only the last quad (it may carry the padding that ends the string) or a partial
+    /// one waits in `pending` for what follows.
     fn push_text(&mut self, mut text: &[u8], sink: &mut dyn BlobSink) -> io::Result<()> {
-        while self.valid && !text.is_empty() {
-            if self.pending.len() == DECODE_BLOCK {
-                self.decode_full_block(sink)?;
-                continue;
-            }
-            if self.pending.is_empty() && text.len() >= DIRECT_DECODE {
-                while text.len() > 4 && self.valid {
-                    let whole = ((text.len() - 1) / 4 * 4).min(DECODE_BLOCK);
-                    self.decode_block(&text[..whole], false, sink)?;
-                    text = &text[whole..];
-                }
-                if self.valid {
-                    self.pending.extend_from_slice(text);
-                }
-                return Ok(());
-            }
-            let take = (DECODE_BLOCK - self.pending.len()).min(text.len());
-            self.pending.extend_from_slice(&text[..take]);
-            text = &text[take..];
-        }
-        Ok(())
-    }
-
-    /// A full block of gathered text with more after it: padding at its end is inside the
-    /// string, so not base64.
-    fn decode_full_block(&mut self, sink: &mut dyn BlobSink) -> io::Result<()> {
-        if self.pending.last() == Some(&b'=') {
-            self.valid = false;
-            self.pending.clear();
+        if !self.valid || text.is_empty() {
             return Ok(());
         }
-        self.decode_pending(false, sink)
+        if !self.pending.is_empty() {
+            let take = ((4 - self.pending.len() % 4) % 4).min(text.len());
+            self.pending.extend_from_slice(&text[..take]);
+            text = &text[take..];
+            if text.is_empty() {
+                return Ok(());
+            }
+            // A whole quad with more text after it: padding here is inside the string.
+            if self.pending.last() == Some(&b'=') {
+                self.valid = false;
+                self.pending.clear();
+                return Ok(());
+            }
+            let quad = std::mem::take(&mut self.pending);
+            self.decode_block(&quad, false, sink)?;
+            self.pending = quad;
+            self.pending.clear();
+        }
+        while text.len() > 4 && self.valid {
+            let whole = ((text.len() - 1) / 4 * 4).min(DECODE_BLOCK);
+            self.decode_block(&text[..whole], false, sink)?;
+            text = &text[whole..];
+        }
+        if self.valid {
+            self.pending.extend_from_slice(text);
+        }
+        Ok(())
     }
 
     fn decode_pending(&mut self, last: bool, sink: &mut dyn BlobSink) -> io::Result<()> {
