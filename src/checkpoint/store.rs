@@ -228,13 +228,13 @@ impl PendingImage {
                 self.written += used as u64;
                 Ok(())
             }
-            // Refused for this file after all (alignment, file system, a short write): plain
-            // writes from here, this block again from its start.
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+            // Refused for this file after all (alignment, a file system that takes the flag but
+            // not the write, a short write): plain writes from here, this block again from its
+            // start. A real error (a full disk) fails those too, and is reported from there.
+            Err(_) => {
                 let staged = buffer.raw[start..start + used].to_vec();
                 self.fall_back(&staged)
             }
-            Err(e) => Err(FsError::new("cannot write", self.file.path(), e)),
         }
     }
 
