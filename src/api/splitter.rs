@@ -288,10 +288,7 @@ impl Splitter {
                 self.pending.clear();
                 return Ok(());
             }
-            let quad = std::mem::take(&mut self.pending);
-            self.decode_block(&quad, false, sink)?;
-            self.pending = quad;
-            self.pending.clear();
+            self.decode_pending(false, sink)?;
         }
         while text.len() > 4 && self.valid {
             let whole = ((text.len() - 1) / 4 * 4).min(DECODE_BLOCK);
