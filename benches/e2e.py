@@ -44,6 +44,7 @@ PAD_CAP = 10_000_000
 # Decoded (padded PNG) size per image size, for the memory bound.
 IMAGE_BYTES = {"1K": 1_520_000, "2K": 6_080_000, "4K": 10_000_000}
 LAST_RSS_DECILES = []
+LAST_PEAK = (0, 0.0)
 
 
 def build():
@@ -120,23 +121,35 @@ class Deleter(threading.Thread):
 
 
 class RssSampler(threading.Thread):
-    """Samples a process's resident memory twice a second: a peak at the very end (the reports)
-    is told apart from growth during the run."""
+    """Samples a process's resident memory ten times a second: a peak at the very end (the
+    reports) is told apart from growth during the run, and the peak is read from the process
+    itself (`VmHWM`), because `ru_maxrss` from `wait4` also counts the forking harness's memory
+    (the child's pre-exec address space is the harness's)."""
 
     def __init__(self, pid):
         super().__init__(daemon=True)
         self.pid = pid
         self.samples = []
+        self.hwm = 0
+        self.hwm_at = 0
         self.done = threading.Event()
 
     def run(self):
-        while not self.done.wait(0.5):
+        while not self.done.wait(0.1):
             try:
+                rss = hwm = None
                 for line in open(f"/proc/{self.pid}/status"):
                     if line.startswith("VmRSS:"):
-                        self.samples.append(int(line.split()[1]) * 1024)
+                        rss = int(line.split()[1]) * 1024
+                    elif line.startswith("VmHWM:"):
+                        hwm = int(line.split()[1]) * 1024
             except OSError:
                 return
+            if rss is None or hwm is None:
+                return
+            self.samples.append(rss)
+            if hwm > self.hwm:
+                self.hwm, self.hwm_at = hwm, len(self.samples)
 
     def deciles(self):
         """RSS at 10%, 20%, ... 100% of the run's duration (the last sample before exit)."""
@@ -144,6 +157,10 @@ class RssSampler(threading.Thread):
             return []
         n = len(self.samples)
         return [self.samples[min(n - 1, (n * k) // 10)] for k in range(1, 11)]
+
+    def peak_position(self):
+        """When the last sampled peak was reached, as a fraction of the sampled run."""
+        return self.hwm_at / max(len(self.samples), 1)
 
 
 def measured(cmd, env=None, cwd=None, emulator=None, delete_in=None):
@@ -164,6 +181,8 @@ def measured(cmd, env=None, cwd=None, emulator=None, delete_in=None):
     sampler.join()
     global LAST_RSS_DECILES
     LAST_RSS_DECILES = sampler.deciles()
+    global LAST_PEAK
+    LAST_PEAK = (sampler.hwm, sampler.peak_position())
     if deleter:
         deleter.done.set()
         deleter.join()
@@ -357,14 +376,15 @@ def suite_memory(args, results):
             repeats = args.repeats if tasks <= 2000 else 1
             runs = [run_nanobatch(emulator, manifest, WORK / "out-mem", 64, delete=True) for _ in range(repeats)]
             row = {"suite": "memory", "size": "4K", "jobs": 64, "tasks": tasks, "nanobatch": median_of(runs, tasks),
-                   "rss_deciles_of_last_run": LAST_RSS_DECILES}
+                   "rss_deciles_of_last_run": LAST_RSS_DECILES, "peak_position_of_last_run": LAST_PEAK[1]}
             row["bound_bytes"] = 64 * IMAGE_BYTES["4K"] + 100 * 2**20
             results.append(row)
             m = row["nanobatch"]
             print(f"memory 4K -j 64, {tasks} tasks: peak RSS {m['peak_rss_bytes'] / 2**20:.0f} MiB "
                   f"(bound {row['bound_bytes'] / 2**20:.0f} MiB), {m['cpu_ms_per_image']:.2f} ms CPU/image, "
                   f"{m['images_per_s']:.0f} images/s, runs: {repeats}; RSS at each tenth of the last run (MiB): "
-                  f"{' '.join(str(r // 2**20) for r in LAST_RSS_DECILES)}", flush=True)
+                  f"{' '.join(str(r // 2**20) for r in LAST_RSS_DECILES)}; sampled peak {LAST_PEAK[0] >> 20} MiB "
+                  f"at {100 * LAST_PEAK[1]:.0f}% of the run", flush=True)
             shutil.rmtree(WORK / "out-mem", ignore_errors=True)
     finally:
         emulator.stop()

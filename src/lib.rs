@@ -5,6 +5,7 @@
 //! retries, budget, journal) → images, sidecars and reports. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod buffers;
 pub mod catalog;
 pub mod checkpoint;
 pub mod cli;

@@ -16,6 +16,8 @@ use std::io;
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
+use crate::buffers::{BufferPool, Pooled};
+
 /// What a streamed string becomes in the skeleton, followed by its index.
 pub const BLOB_PREFIX: &str = "nanobatch-blob:";
 /// `"data"` strings longer than this are streamed.
@@ -23,6 +25,9 @@ pub const STREAM_THRESHOLD: usize = 64 << 10;
 /// Base64 decoded per block (a multiple of 4): large enough for the SIMD decoder to shine,
 /// small enough to stay in cache on its way to the hash and the file.
 const DECODE_BLOCK: usize = 256 << 10;
+
+/// Decode buffers of finished responses, one per response in flight at `-j 64`.
+static DECODE_BUFFERS: BufferPool = BufferPool::new(64);
 
 const FORGIVING: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
@@ -73,7 +78,7 @@ pub struct Splitter {
     held: Vec<u8>,
     /// Base64 text not yet decoded.
     pending: Vec<u8>,
-    decoded: Vec<u8>,
+    decoded: Pooled,
     blobs: usize,
     valid: bool,
 }
@@ -93,7 +98,7 @@ impl Splitter {
             matched: None,
             held: Vec::new(),
             pending: Vec::new(),
-            decoded: Vec::new(),
+            decoded: DECODE_BUFFERS.take(),
             blobs: 0,
             valid: true,
         }
@@ -127,7 +132,7 @@ impl Splitter {
             }
             Scan::Outside | Scan::String { .. } => {}
         }
-        Ok((self.skeleton, self.blobs))
+        Ok((std::mem::take(&mut self.skeleton), self.blobs))
     }
 
     fn outside(&mut self, chunk: &[u8]) -> usize {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
+use crate::buffers::{BufferPool, Pooled};
 use crate::fsutil::{self, FsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -158,37 +159,27 @@ const DIRECT_BLOCK: usize = 256 << 10;
 /// The aligned staging buffer of a direct-I/O file.
 #[derive(Debug)]
 struct DirectBuffer {
-    raw: Vec<u8>,
+    raw: Pooled,
     /// Where the aligned `DIRECT_BLOCK` bytes start in `raw`.
     start: usize,
     used: usize,
 }
 
 /// Staging buffers of images already written, for the next ones: a fresh allocation per image
-/// was a quarter megabyte of page faults and zeroing each time.
-static SPARE_BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-/// Spares kept at most (one per image in flight at `-j 64`: 16 MiB).
-const MAX_SPARE_BUFFERS: usize = 64;
+/// was a quarter megabyte of page faults and zeroing each time. At most one per image in flight
+/// at `-j 64` is kept (16 MiB).
+static SPARE_BUFFERS: BufferPool = BufferPool::new(64);
 
 impl DirectBuffer {
     fn new() -> DirectBuffer {
-        let spare = SPARE_BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let raw = spare.unwrap_or_else(|| vec![0u8; DIRECT_BLOCK + DIRECT_ALIGN]);
+        let mut raw = SPARE_BUFFERS.take();
+        raw.resize(DIRECT_BLOCK + DIRECT_ALIGN, 0);
         let start = raw.as_ptr().align_offset(DIRECT_ALIGN);
         DirectBuffer { raw, start, used: 0 }
     }
 
     fn block(&mut self) -> &mut [u8] {
         &mut self.raw[self.start..self.start + DIRECT_BLOCK]
-    }
-}
-
-impl Drop for DirectBuffer {
-    fn drop(&mut self) {
-        let mut spares = SPARE_BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
-        if spares.len() < MAX_SPARE_BUFFERS {
-            spares.push(std::mem::take(&mut self.raw));
-        }
     }
 }
 
