@@ -9,7 +9,7 @@ use crate::checkpoint::journal;
 use crate::checkpoint::snapshot::PlanSnapshot;
 use crate::cli::ReportArgs;
 use crate::exit_code;
-use crate::report::build::Collector;
+use crate::report::build::{self, Collector};
 use crate::ui::Printer;
 
 pub fn run(printer: &Printer, args: &ReportArgs) -> CommandResult {
@@ -45,14 +45,20 @@ pub fn write_reports(printer: &Printer, dir: &Path, html: bool) -> Result<Vec<St
         printer.verbose(&note);
     }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "report: journal read");
-    let report = crate::report::build::build(snapshot, collector.finish(), &dir.display().to_string());
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "report: built");
-    let mut paths = Vec::new();
-    crate::report::write_json(&report, &run_dir.report_json()).map_err(|e| e.to_string())?;
-    paths.push(run_dir.report_json().display().to_string());
+    let output_dir = dir.display().to_string();
+    let mut paths = vec![run_dir.report_json().display().to_string()];
     if html {
+        // The contact sheet shows every task: the whole report is needed anyway.
+        let report = build::build(snapshot, collector.finish(), &output_dir);
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "report: built");
+        crate::report::write_json(&report, &run_dir.report_json()).map_err(|e| e.to_string())?;
         crate::report::html::write(&report, snapshot, dir).map_err(|e| e.to_string())?;
         paths.push(run_dir.report_html().display().to_string());
+    } else {
+        let (head, outcomes) = build::summarize(snapshot, collector.finish(), &output_dir);
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "report: summed up");
+        let tasks = build::entries(snapshot, outcomes);
+        crate::report::write_json_streamed(&head, tasks, &run_dir.report_json()).map_err(|e| e.to_string())?;
     }
     Ok(paths)
 }

@@ -74,7 +74,9 @@ pub(super) struct Dispatcher<'s> {
     cancel: Cancel,
     states: Vec<State>,
     dependents: Vec<Vec<TaskIndex>>,
-    finished: Vec<Option<Finished>>,
+    /// Outputs of finished tasks that others use (only those: a catalogue's 100,000 paths would
+    /// be memory that grows with the run for nothing).
+    finished: HashMap<TaskIndex, Finished>,
     /// Attempts counted against the retry policy (429s are counted apart).
     attempts: Vec<u32>,
     rate_attempts: Vec<u32>,
@@ -139,7 +141,7 @@ impl<'s> Dispatcher<'s> {
             cancel,
             states: vec![State::Pending(0); n],
             dependents: plan.dependents(),
-            finished: vec![None; n],
+            finished: HashMap::new(),
             attempts: vec![0; n],
             rate_attempts: vec![0; n],
             slot_of,
@@ -186,11 +188,14 @@ impl<'s> Dispatcher<'s> {
                     if let Some(r) = journal_state.latest.get(record)
                         && let Some(o) = r.outputs.first()
                     {
-                        self.finished[i] = Some(Finished {
-                            image: root.join(&o.path),
-                            mime: o.mime.clone(),
-                            turn: r.turn.as_ref().map(|t| root.join(t)),
-                        });
+                        self.keep_outputs(
+                            i as TaskIndex,
+                            Finished {
+                                image: root.join(&o.path),
+                                mime: o.mime.clone(),
+                                turn: r.turn.as_ref().map(|t| root.join(t)),
+                            },
+                        );
                     }
                 }
                 Decision::Failed { record } => {
@@ -227,7 +232,7 @@ impl<'s> Dispatcher<'s> {
         for i in 0..plan.tasks.len() {
             if self.states[i] == State::Done
                 && self.ctx.keep_turn[i]
-                && self.finished[i].as_ref().is_none_or(|f| f.turn.as_ref().is_none_or(|t| !t.exists()))
+                && self.finished.get(&(i as TaskIndex)).is_none_or(|f| f.turn.as_ref().is_none_or(|t| !t.exists()))
                 && self.dependents[i].iter().any(|d| !matches!(self.states[*d as usize], State::Done))
             {
                 self.states[i] = State::Ready;
@@ -458,12 +463,19 @@ impl<'s> Dispatcher<'s> {
         (task.id.to_string(), self.job_names[task.job as usize].clone())
     }
 
+    /// Remembers where a finished task's outputs are, if another task uses them.
+    fn keep_outputs(&mut self, i: TaskIndex, outputs: Finished) {
+        if !self.dependents[i as usize].is_empty() {
+            self.finished.insert(i, outputs);
+        }
+    }
+
     fn upstream_images(&self, i: TaskIndex) -> Vec<(ImageFile, String)> {
         let task = &self.ctx.plan.tasks[i as usize];
         task.from
             .iter()
             .filter_map(|(dep, _)| {
-                let f = self.finished[*dep as usize].as_ref()?;
+                let f = self.finished.get(dep)?;
                 Some((
                     ImageFile { path: f.image.clone(), mime: f.mime.clone() },
                     self.ctx.plan.tasks[*dep as usize].id.to_string(),
@@ -486,7 +498,7 @@ impl<'s> Dispatcher<'s> {
             .into_iter()
             .filter_map(|h| {
                 let task = &plan.tasks[h as usize];
-                let turn = self.finished[h as usize].as_ref()?.turn.clone()?;
+                let turn = self.finished.get(&h)?.turn.clone()?;
                 Some(PastTurn {
                     user: UserTurn {
                         prompt: task.prompt_text.clone(),
@@ -618,11 +630,14 @@ impl<'s> Dispatcher<'s> {
             return;
         }
         let root = self.ctx.store.root().to_path_buf();
-        self.finished[i as usize] = Some(Finished {
-            image: root.join(&done.written.path),
-            mime: done.mime.to_owned(),
-            turn: done.turn.as_ref().map(|t| root.join(t)),
-        });
+        self.keep_outputs(
+            i,
+            Finished {
+                image: root.join(&done.written.path),
+                mime: done.mime.to_owned(),
+                turn: done.turn.as_ref().map(|t| root.join(t)),
+            },
+        );
         self.states[i as usize] = State::Done;
         self.progress.succeeded += 1;
         self.bump_job(i);

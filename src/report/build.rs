@@ -218,21 +218,28 @@ pub fn outcomes(snapshot: &PlanSnapshot, records: &[Record]) -> Vec<TaskOutcome>
 
 /// The whole report.
 pub fn build(snapshot: &PlanSnapshot, collected: Collected, output_dir: &str) -> Report {
+    let (mut report, outcomes) = summarize(snapshot, collected, output_dir);
+    report.tasks = entries(snapshot, outcomes).collect();
+    report
+}
+
+/// The report without its task entries (`tasks` is empty), and the outcomes to make them from
+/// with [`entries`]: a report of many tasks can be written entry by entry, never whole.
+pub fn summarize(snapshot: &PlanSnapshot, collected: Collected, output_dir: &str) -> (Report, Vec<TaskOutcome>) {
     let Collected { tasks: outcomes, runs } = collected;
     let mut totals = Acc::default();
     let mut by_model: BTreeMap<String, Acc> = BTreeMap::new();
     let mut by_job: BTreeMap<String, Acc> = BTreeMap::new();
     let mut by_size: BTreeMap<String, Acc> = BTreeMap::new();
     let mut drift: BTreeMap<(String, String), (u64, Vec<u64>, u64)> = BTreeMap::new();
-    let mut tasks = Vec::with_capacity(snapshot.tasks.len());
-    for (task, outcome) in snapshot.tasks.iter().zip(outcomes) {
+    for (task, outcome) in snapshot.tasks.iter().zip(&outcomes) {
         for acc in [
             &mut totals,
             by_model.entry(task.model.clone()).or_default(),
             by_job.entry(task.job.clone()).or_default(),
             by_size.entry(format!("{}@{}", task.ratio, task.size)).or_default(),
         ] {
-            acc.add(task, &outcome);
+            acc.add(task, outcome);
         }
         if let Some(r) = &outcome.last
             && r.status == TaskStatus::Succeeded
@@ -245,9 +252,8 @@ pub fn build(snapshot: &PlanSnapshot, collected: Collected, output_dir: &str) ->
             }
             e.2 += 1;
         }
-        tasks.push(task_entry(task, outcome));
     }
-    Report {
+    let report = Report {
         report_version: REPORT_VERSION,
         run: run_info(snapshot, runs, output_dir),
         totals: totals.finish(),
@@ -264,8 +270,14 @@ pub fn build(snapshot: &PlanSnapshot, collected: Collected, output_dir: &str) ->
                 tasks: n,
             })
             .collect(),
-        tasks,
-    }
+        tasks: Vec::new(),
+    };
+    (report, outcomes)
+}
+
+/// The task entries, in plan order, made as they are consumed.
+pub fn entries(snapshot: &PlanSnapshot, outcomes: Vec<TaskOutcome>) -> impl Iterator<Item = TaskEntry> + '_ {
+    snapshot.tasks.iter().zip(outcomes).map(|(task, outcome)| task_entry(task, outcome))
 }
 
 fn run_info(snapshot: &PlanSnapshot, runs: RunsSeen, output_dir: &str) -> RunInfo {
