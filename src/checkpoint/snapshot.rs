@@ -99,64 +99,72 @@ pub struct PlanSnapshot {
 }
 
 impl PlanSnapshot {
-    pub fn build(manifest: &Manifest, plan: &Plan) -> PlanSnapshot {
-        let header = SnapshotHeader {
-            format: FORMAT_NAME.into(),
-            version: FORMAT_VERSION,
-            tool: env!("CARGO_PKG_VERSION").into(),
-            created: now(),
-            name: manifest.name.clone(),
-            manifest: manifest.file.display().to_string(),
-            manifest_sha256: manifest.hash.clone(),
-            description: manifest.description.clone(),
-            catalog_version: manifest.catalog.catalog_version.clone(),
-            prices_date: manifest.catalog.prices_date.clone(),
-            prices_source: manifest.catalog.prices_source.clone(),
-            jobs: manifest
-                .jobs
-                .iter()
-                .map(|j| SnapshotJob {
-                    name: j.name.clone(),
-                    models: j.models.clone(),
-                    sizes: j.sizes.iter().map(|s| s.label()).collect(),
-                    steps: match &j.body {
-                        JobBody::Conversation { steps } => steps.iter().map(|s| s.name.clone()).collect(),
-                        JobBody::Single { .. } => Vec::new(),
-                    },
-                    prompts: match &j.body {
-                        JobBody::Single { prompts } => prompts.iter().map(|p| p.name.clone()).collect(),
-                        JobBody::Conversation { .. } => Vec::new(),
-                    },
-                    columns: j.rows.columns.iter().map(|c| c.to_string()).collect(),
-                })
-                .collect(),
-            attempts_per_task: manifest.retry.attempts,
-        };
-        let tasks = plan.tasks.iter().map(|t| snapshot_task(manifest, t)).collect();
-        PlanSnapshot { header, tasks }
-    }
-
-    /// Writes the snapshot, unless the file already holds these tasks (a resume of an
-    /// unchanged plan then writes nothing: 50 MB for 100,000 tasks).
-    pub fn write(&self, path: &Path) -> Result<(), FsError> {
-        let mut tasks = Vec::with_capacity(256 * self.tasks.len());
-        for task in &self.tasks {
-            let _ = serde_json::to_writer(&mut tasks, task);
+    /// Writes the snapshot of `plan` task by task, never whole in memory (it would be ≈1 KB per
+    /// task, and memory freed after planning is not given back), unless the file already holds
+    /// these tasks (a resume of an unchanged plan then writes nothing: 50 MB for 100,000 tasks).
+    pub fn write_plan(manifest: &Manifest, plan: &Plan, path: &Path) -> Result<(), FsError> {
+        let mut tasks = Vec::with_capacity(256 * plan.tasks.len());
+        for task in &plan.tasks {
+            let _ = serde_json::to_writer(&mut tasks, &snapshot_task(manifest, task));
             tasks.push(b'\n');
         }
-        if let Ok(existing) = std::fs::read(path)
-            && let Some(newline) = existing.iter().position(|&b| b == b'\n')
-            && existing[newline + 1..] == tasks[..]
-            && serde_json::from_slice::<SnapshotHeader>(&existing[..newline])
-                .is_ok_and(|old| SnapshotHeader { created: old.created.clone(), ..self.header.clone() } == old)
-        {
-            return Ok(());
-        }
-        let mut header = serde_json::to_vec(&self.header).unwrap_or_default();
-        header.push(b'\n');
-        fsutil::write_atomic_parts(path, &[&header, &tasks], true)
+        write_unless_unchanged(&header(manifest), &tasks, path)
     }
+}
 
+/// The snapshot's first line: what the run is, and its manifest's jobs.
+fn header(manifest: &Manifest) -> SnapshotHeader {
+    SnapshotHeader {
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+        tool: env!("CARGO_PKG_VERSION").into(),
+        created: now(),
+        name: manifest.name.clone(),
+        manifest: manifest.file.display().to_string(),
+        manifest_sha256: manifest.hash.clone(),
+        description: manifest.description.clone(),
+        catalog_version: manifest.catalog.catalog_version.clone(),
+        prices_date: manifest.catalog.prices_date.clone(),
+        prices_source: manifest.catalog.prices_source.clone(),
+        jobs: manifest
+            .jobs
+            .iter()
+            .map(|j| SnapshotJob {
+                name: j.name.clone(),
+                models: j.models.clone(),
+                sizes: j.sizes.iter().map(|s| s.label()).collect(),
+                steps: match &j.body {
+                    JobBody::Conversation { steps } => steps.iter().map(|s| s.name.clone()).collect(),
+                    JobBody::Single { .. } => Vec::new(),
+                },
+                prompts: match &j.body {
+                    JobBody::Single { prompts } => prompts.iter().map(|p| p.name.clone()).collect(),
+                    JobBody::Conversation { .. } => Vec::new(),
+                },
+                columns: j.rows.columns.iter().map(|c| c.to_string()).collect(),
+            })
+            .collect(),
+        attempts_per_task: manifest.retry.attempts,
+    }
+}
+
+/// Writes a snapshot made of `header` and the serialized `tasks` (one JSON line each), unless
+/// the file holds the same tasks under the same header but for its creation time.
+fn write_unless_unchanged(header: &SnapshotHeader, tasks: &[u8], path: &Path) -> Result<(), FsError> {
+    if let Ok(existing) = std::fs::read(path)
+        && let Some(newline) = existing.iter().position(|&b| b == b'\n')
+        && existing[newline + 1..] == tasks[..]
+        && serde_json::from_slice::<SnapshotHeader>(&existing[..newline])
+            .is_ok_and(|old| SnapshotHeader { created: old.created.clone(), ..header.clone() } == old)
+    {
+        return Ok(());
+    }
+    let mut line = serde_json::to_vec(header).unwrap_or_default();
+    line.push(b'\n');
+    fsutil::write_atomic_parts(path, &[&line, tasks], true)
+}
+
+impl PlanSnapshot {
     pub fn read(path: &Path) -> Result<PlanSnapshot, String> {
         let file =
             fsutil::open(path).map_err(|e| format!("cannot read {}: {}", path.display(), fsutil::io_reason(&e)))?;

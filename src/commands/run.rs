@@ -210,7 +210,7 @@ pub fn prepare(
     // The snapshot is built and written on another core while the outputs are checked. It is
     // not kept: the reports read it back at the end (memory during a run does not hold it).
     let (decisions, snapshot) = std::thread::scope(|scope| {
-        let snapshot = scope.spawn(|| PlanSnapshot::build(manifest, plan).write(&run_dir.plan()));
+        let snapshot = scope.spawn(|| PlanSnapshot::write_plan(manifest, plan, &run_dir.plan()));
         let decisions = super::plan::decide_all(manifest, plan, &state, dir, args.retry_failed);
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "decided (journal and files checked)");
         (decisions, snapshot.join())
