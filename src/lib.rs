@@ -19,6 +19,7 @@ pub mod fsutil;
 pub mod fuzzing;
 pub mod manifest;
 pub mod media;
+pub mod memory;
 pub mod mock;
 pub mod plan;
 pub mod redact;

@@ -409,6 +409,9 @@ async fn run_manifest(
         })
     };
     let mut sink = make_sink(printer, args.json);
+    // What planning and the snapshot freed is not reused by the run's threads.
+    let released = crate::memory::release_freed();
+    tracing::debug!(released, "freed memory returned before the run");
     let result =
         crate::exec::execute(ctx.clone(), options, &decisions, &state, journal, sink.as_mut(), cancel, batch).await;
     listener.abort();
@@ -425,6 +428,9 @@ async fn run_manifest(
     drop(ctx);
     // Idle connections hold their read buffers.
     drop(api);
+    // The reports are built on this thread, in an arena that the run's freed buffers are not in.
+    let released = crate::memory::release_freed();
+    tracing::debug!(released, "freed memory returned before the reports");
     let code = finish(printer, args, &manifest, &dir, &decisions, moved == 0, result);
     drop(lock);
     if let Some(server) = mock {
