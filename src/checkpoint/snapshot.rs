@@ -110,6 +110,28 @@ impl PlanSnapshot {
         }
         write_unless_unchanged(&header(manifest), &tasks, path)
     }
+
+    pub fn read(path: &Path) -> Result<PlanSnapshot, String> {
+        let file =
+            fsutil::open(path).map_err(|e| format!("cannot read {}: {}", path.display(), fsutil::io_reason(&e)))?;
+        let mut lines = BufReader::new(file).lines();
+        let first = lines.next().ok_or_else(|| format!("{} is empty", path.display()))?.map_err(|e| e.to_string())?;
+        let header: SnapshotHeader =
+            serde_json::from_str(&first).map_err(|e| format!("{} has a bad header: {e}", path.display()))?;
+        if header.version > FORMAT_VERSION {
+            return Err(format!("{} was written by a newer nanobatch; upgrade to read it", path.display()));
+        }
+        let mut tasks = Vec::new();
+        for (i, line) in lines.enumerate() {
+            let line = line.map_err(|e| e.to_string())?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let task = serde_json::from_str(&line).map_err(|e| format!("{} line {}: {e}", path.display(), i + 2))?;
+            tasks.push(task);
+        }
+        Ok(PlanSnapshot { header, tasks })
+    }
 }
 
 /// The snapshot's first line: what the run is, and its manifest's jobs.
@@ -162,30 +184,6 @@ fn write_unless_unchanged(header: &SnapshotHeader, tasks: &[u8], path: &Path) ->
     let mut line = serde_json::to_vec(header).unwrap_or_default();
     line.push(b'\n');
     fsutil::write_atomic_parts(path, &[&line, tasks], true)
-}
-
-impl PlanSnapshot {
-    pub fn read(path: &Path) -> Result<PlanSnapshot, String> {
-        let file =
-            fsutil::open(path).map_err(|e| format!("cannot read {}: {}", path.display(), fsutil::io_reason(&e)))?;
-        let mut lines = BufReader::new(file).lines();
-        let first = lines.next().ok_or_else(|| format!("{} is empty", path.display()))?.map_err(|e| e.to_string())?;
-        let header: SnapshotHeader =
-            serde_json::from_str(&first).map_err(|e| format!("{} has a bad header: {e}", path.display()))?;
-        if header.version > FORMAT_VERSION {
-            return Err(format!("{} was written by a newer nanobatch; upgrade to read it", path.display()));
-        }
-        let mut tasks = Vec::new();
-        for (i, line) in lines.enumerate() {
-            let line = line.map_err(|e| e.to_string())?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let task = serde_json::from_str(&line).map_err(|e| format!("{} line {}: {e}", path.display(), i + 2))?;
-            tasks.push(task);
-        }
-        Ok(PlanSnapshot { header, tasks })
-    }
 }
 
 fn snapshot_task(manifest: &Manifest, task: &crate::plan::Task) -> SnapshotTask {
