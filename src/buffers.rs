@@ -1,11 +1,12 @@
 //! Large byte buffers reused from one response to the next.
 //!
-//! Every response in flight needs a few buffers of a quarter megabyte (decoded base64, a direct
-//! I/O staging block, the head of an image). Allocated afresh per response they are freed by one
-//! blocking worker and allocated by another, across glibc's per-thread arenas, which keep freed
-//! memory instead of returning it: a 10,000-task run of 4K images peaked 50–70 MiB above a
-//! 1,000-task one. Kept in a pool, they are allocated once per response in flight and live for
-//! the run, so memory no longer depends on how long a run lasts.
+//! Every response in flight needs a few buffers of up to a quarter megabyte (decoded base64, a
+//! direct-I/O staging block, the head of an image). Allocated afresh per response, each was page
+//! faults and zeroing every time, and churn across glibc's per-thread arenas (which keep freed
+//! memory instead of returning it). Kept in a pool, they are allocated once per response in
+//! flight and live for the run. On their own they changed a long run's peak little (the short
+//! receive jobs and the capped blocking pool did that, see ARCHITECTURE.md); they keep the
+//! per-response allocations out of the allocator.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
