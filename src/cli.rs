@@ -56,7 +56,8 @@ pub struct ValidateArgs {
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     pub manifest: PathBuf,
-    /// Output directory (to count what is already done); default from the manifest.
+    /// Output directory (to count what is already done). Default: the manifest's `output_dir`,
+    /// else out/<name> next to the manifest (not under the current directory).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Machine-readable output on stdout.
@@ -86,7 +87,9 @@ pub enum Mode {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     pub manifest: PathBuf,
-    /// Output directory (default: the manifest's `output_dir`, else out/<name>).
+    /// Output directory, relative to the current directory. Default: the manifest's `output_dir`,
+    /// else out/<name> next to the manifest (not under the current directory), so the same
+    /// manifest finds its run from any working directory.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Requests in flight at most (default: the manifest's limits.concurrency, else 8).

@@ -115,12 +115,7 @@ impl PlanSnapshot {
         let file =
             fsutil::open(path).map_err(|e| format!("cannot read {}: {}", path.display(), fsutil::io_reason(&e)))?;
         let mut lines = BufReader::new(file).lines();
-        let first = lines.next().ok_or_else(|| format!("{} is empty", path.display()))?.map_err(|e| e.to_string())?;
-        let header: SnapshotHeader =
-            serde_json::from_str(&first).map_err(|e| format!("{} has a bad header: {e}", path.display()))?;
-        if header.version > FORMAT_VERSION {
-            return Err(format!("{} was written by a newer nanobatch; upgrade to read it", path.display()));
-        }
+        let header = parse_header(path, lines.next())?;
         let mut tasks = Vec::new();
         for (i, line) in lines.enumerate() {
             let line = line.map_err(|e| e.to_string())?;
@@ -132,6 +127,23 @@ impl PlanSnapshot {
         }
         Ok(PlanSnapshot { header, tasks })
     }
+
+    /// The first line of `path`, without reading the tasks.
+    pub fn read_header(path: &Path) -> Result<SnapshotHeader, String> {
+        let file =
+            fsutil::open(path).map_err(|e| format!("cannot read {}: {}", path.display(), fsutil::io_reason(&e)))?;
+        parse_header(path, BufReader::new(file).lines().next())
+    }
+}
+
+fn parse_header(path: &Path, first: Option<std::io::Result<String>>) -> Result<SnapshotHeader, String> {
+    let first = first.ok_or_else(|| format!("{} is empty", path.display()))?.map_err(|e| e.to_string())?;
+    let header: SnapshotHeader =
+        serde_json::from_str(&first).map_err(|e| format!("{} has a bad header: {e}", path.display()))?;
+    if header.version > FORMAT_VERSION {
+        return Err(format!("{} was written by a newer nanobatch; upgrade to read it", path.display()));
+    }
+    Ok(header)
 }
 
 /// The snapshot's first line: what the run is, and its manifest's jobs.

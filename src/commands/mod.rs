@@ -13,6 +13,7 @@ pub mod validate;
 
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::RunDir;
 use crate::cli::{Cli, Command};
 use crate::exit_code;
 use crate::manifest::{self, Manifest};
@@ -24,14 +25,15 @@ use crate::ui::{Printer, Verbosity};
 pub struct CommandError {
     pub code: i32,
     pub message: String,
-    pub hint: Option<String>,
+    /// Printed after the message, one `hint:` line each (commands to run next, complete).
+    pub hints: Vec<String>,
     /// Already printed (diagnostics): print nothing more.
     pub printed: bool,
 }
 
 impl CommandError {
     pub fn new(code: i32, message: impl Into<String>) -> CommandError {
-        CommandError { code, message: message.into(), hint: None, printed: false }
+        CommandError { code, message: message.into(), hints: Vec::new(), printed: false }
     }
 
     pub fn invalid(message: impl Into<String>) -> CommandError {
@@ -43,12 +45,12 @@ impl CommandError {
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> CommandError {
-        self.hint = Some(hint.into());
+        self.hints.push(hint.into());
         self
     }
 
-    fn printed(code: i32) -> CommandError {
-        CommandError { code, message: String::new(), hint: None, printed: true }
+    pub(crate) fn printed(code: i32) -> CommandError {
+        CommandError { code, message: String::new(), hints: Vec::new(), printed: true }
     }
 }
 
@@ -80,7 +82,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Err(e) => {
             if !e.printed {
                 printer.error(&crate::redact::redact_text(&e.message));
-                if let Some(hint) = &e.hint {
+                for hint in &e.hints {
                     printer.hint(hint);
                 }
             }
@@ -114,7 +116,10 @@ pub fn load_and_plan(printer: &Printer, path: &Path) -> Result<(Manifest, Plan),
     }
 }
 
-/// `-o`, else the manifest's `output_dir`, else `out/<name>`.
+/// Where a run lives: `-o` (relative to the current directory, like any path on a command
+/// line), else the manifest's `output_dir:`, else `out/<name>` next to the manifest. Like CSV
+/// files and reference images, the default resolves from the manifest's folder, so the same
+/// manifest finds its journal whatever the working directory.
 pub fn output_dir(manifest: &Manifest, flag: Option<&Path>) -> PathBuf {
     if let Some(dir) = flag {
         return dir.to_path_buf();
@@ -122,7 +127,73 @@ pub fn output_dir(manifest: &Manifest, flag: Option<&Path>) -> PathBuf {
     if let Some(dir) = &manifest.output_dir {
         return dir.clone();
     }
+    manifest.dir.join(default_dir_name(manifest))
+}
+
+/// `out/<slug of the name>`.
+fn default_dir_name(manifest: &Manifest) -> PathBuf {
     PathBuf::from("out").join(crate::manifest::template::slug(&manifest.name))
+}
+
+/// A run of this manifest where the default output directory used to be: `out/<name>` under the
+/// current directory (before it resolved from the manifest's folder). Found only when the
+/// default applies, the new home holds no run yet, and the old one's plan snapshot names this
+/// manifest (same file, or same text).
+pub fn earlier_default_run(manifest: &Manifest, flag: Option<&Path>) -> Option<PathBuf> {
+    if flag.is_some() || manifest.output_dir.is_some() {
+        return None;
+    }
+    let old = default_dir_name(manifest);
+    let new = output_dir(manifest, None);
+    let old_run = RunDir::new(&old);
+    if !old_run.exists() || RunDir::new(&new).exists() || same_file(&old, &new) {
+        return None;
+    }
+    let header = crate::checkpoint::snapshot::PlanSnapshot::read_header(&old_run.plan()).ok()?;
+    let same_manifest =
+        header.manifest_sha256 == manifest.hash || same_file(Path::new(&header.manifest), &manifest.file);
+    same_manifest.then_some(old)
+}
+
+/// Whether two paths name the same existing file or directory.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The error `run` stops with when [`earlier_default_run`] found a run (nothing sent).
+pub fn earlier_run_error(manifest: &Manifest, old: &Path, continue_there: &str) -> CommandError {
+    let new = output_dir(manifest, None);
+    CommandError::invalid(format!(
+        "this manifest's earlier run is in {old}: the default output directory used to be out/<name> under \
+         the current directory, and is now next to the manifest ({new}), which holds no run yet; \
+         nothing is sent until you choose, since starting over there would pay again for what {old} holds",
+        old = old.display(),
+        new = new.display()
+    ))
+    .with_hint(format!("continue that run where it is: {continue_there}"))
+    .with_hint(format!("or move it to the new default: {}", move_command(old, &new)))
+}
+
+/// An error shown as a warning (a command that goes on regardless, such as `plan`).
+pub fn warn_with_hints(printer: &Printer, error: &CommandError) {
+    printer.warn(&error.message);
+    for hint in &error.hints {
+        printer.hint(hint);
+    }
+}
+
+/// `mkdir -p NEW_PARENT && mv OLD NEW`.
+pub fn move_command(old: &Path, new: &Path) -> String {
+    let parent = new.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    format!(
+        "mkdir -p {} && mv {} {}",
+        shell_quote(&parent.display().to_string()),
+        shell_quote(&old.display().to_string()),
+        shell_quote(&new.display().to_string())
+    )
 }
 
 /// The command to run to continue.

@@ -12,12 +12,7 @@ pub fn run(printer: &Printer, args: &ModelsArgs) -> CommandResult {
             Ok(m) => m.catalog,
             Err(d) => {
                 printer.diagnostics(&d.to_string());
-                return Err(CommandError {
-                    code: exit_code::INVALID_INPUT,
-                    message: String::new(),
-                    hint: None,
-                    printed: true,
-                });
+                return Err(CommandError::printed(exit_code::INVALID_INPUT));
             }
         },
         None => Catalog::embedded().clone(),

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{CommandError, CommandResult, load_and_plan, output_dir, resume_command};
+use super::{
+    CommandError, CommandResult, earlier_default_run, earlier_run_error, load_and_plan, output_dir, resume_command,
+    warn_with_hints,
+};
 use crate::catalog::{Tier, Usd};
 use crate::checkpoint::RunDir;
 use crate::checkpoint::journal;
@@ -21,6 +24,9 @@ use crate::ui::{Printer, counted, thousands};
 pub fn run(printer: &Printer, args: &PlanArgs) -> CommandResult {
     let (manifest, plan) = load_and_plan(printer, &args.manifest)?;
     let dir = output_dir(&manifest, args.output.as_deref());
+    if let Some(old) = earlier_default_run(&manifest, args.output.as_deref()) {
+        warn_with_hints(printer, &earlier_run_error(&manifest, &old, &resume_command(&args.manifest, &old)));
+    }
     let assessed = assess(&manifest, &plan, &dir, args.retry_failed)?;
     for note in &assessed.notes {
         printer.note(note);

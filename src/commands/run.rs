@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::plan::{assess, print_plan};
-use super::{CommandError, CommandResult, load_and_plan, output_dir, resume_command};
+use super::{
+    CommandError, CommandResult, earlier_default_run, earlier_run_error, load_and_plan, output_dir, resume_command,
+    warn_with_hints,
+};
 use crate::api::http::{AuthMode, Endpoint, HttpApi, HttpOptions};
 use crate::api::{BatchApi, ImageApi};
 use crate::catalog::Tier;
@@ -41,6 +44,13 @@ pub fn run(printer: &Printer, args: RunArgs) -> CommandResult {
     let (manifest, plan) = load_and_plan(printer, &args.manifest)?;
     let dir = output_dir(&manifest, args.output.as_deref());
     let options = exec_options(&args, &manifest)?;
+    if let Some(old) = earlier_default_run(&manifest, args.output.as_deref()) {
+        let error = earlier_run_error(&manifest, &old, &resume_command(&args.manifest, &old));
+        if !args.dry_run {
+            return Err(error);
+        }
+        warn_with_hints(printer, &error);
+    }
     if args.dry_run {
         let assessed = assess(&manifest, &plan, &dir, args.retry_failed)?;
         print_plan(printer, &manifest, &plan, &dir, &assessed, args.json, false, args.mode);

@@ -20,8 +20,8 @@ use serde_untagged::UntaggedEnumVisitor;
 pub struct RawManifest {
     /// Format version of this file. Always `1`.
     pub version: u32,
-    /// Name of the batch; the default output directory is `out/<name>`. Defaults to the file
-    /// name without extension.
+    /// Name of the batch; the default output directory is `out/<name>` next to the manifest.
+    /// Defaults to the file name without extension.
     #[serde(default)]
     pub name: Option<String>,
     /// Free text, shown in the report.

@@ -10,6 +10,7 @@ mod invalid;
 mod report;
 mod resume;
 mod run;
+mod run_home;
 mod schemas;
 mod streaming;
 mod support;

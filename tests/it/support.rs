@@ -170,3 +170,29 @@ pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The one hint whose label contains `label`.
+#[track_caller]
+pub fn hint_command(stderr: &str, label: &str) -> String {
+    let found: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("hint: "))
+        .filter(|h| h.split_once(": ").is_some_and(|(l, _)| l.contains(label)))
+        .collect();
+    assert_eq!(found.len(), 1, "one hint labelled `{label}` expected in:\n{stderr}");
+    found[0].split_once(": ").unwrap().1.to_owned()
+}
+
+/// Runs `command` verbatim through `sh -c` in `dir`, as a user pasting it would: the built
+/// binary on PATH as `nanobatch`, the test key in the environment, and nothing else of the
+/// test's settings (no base URL in the environment: the command must carry what it needs).
+pub fn paste(dir: &Path, command: &str) -> Output {
+    let bin = assert_cmd::cargo::cargo_bin("nanobatch");
+    let path = format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg(command).current_dir(dir).env("PATH", path).env("GEMINI_API_KEY", TEST_KEY).env("NO_COLOR", "1");
+    for var in ["GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "NANOBATCH_LOG"] {
+        cmd.env_remove(var);
+    }
+    cmd.output().unwrap()
+}
