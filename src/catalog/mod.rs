@@ -44,6 +44,9 @@ pub struct ModelSpec {
     pub prices: Prices,
     pub batch_discount: f64,
     pub estimates: Estimates,
+    /// The most text and thinking tokens one answer can carry (the model's output token
+    /// limit): what the budget reserves for them before a request is sent.
+    pub max_output_tokens: u32,
 }
 
 /// One output size of a model: its manifest name, what is sent on the wire, its output tokens

@@ -61,6 +61,10 @@ fn render(catalog: &Catalog, printer: &Printer) -> String {
             "  reference images: {refs} · {} tokens each · thinking: {thinking} · grounding: {grounding}\n",
             m.input_image_tokens
         ));
+        out.push_str(&format!(
+            "  output limit: {} text and thinking tokens per answer (what --max-cost reserves for them)\n",
+            crate::ui::thousands(u64::from(m.max_output_tokens))
+        ));
         out.push_str("  size  wire   tokens/image  $/image  batch $/image\n");
         for s in &m.sizes {
             let t = TokenCounts { output_image: u64::from(s.output_tokens), ..TokenCounts::default() };

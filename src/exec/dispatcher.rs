@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::batch::{BatchEvent, BatchLane, BatchMode, OpenJob, chunk, find_by_display_name, submit, watch};
+use super::budget::{Admission, Ledger};
 use super::cancel::Cancel;
 use super::events::{Event, EventSink, Progress};
 use super::limits::{Blocked, ModelGate};
@@ -88,10 +89,10 @@ pub(super) struct Dispatcher<'s> {
     timers: BinaryHeap<Reverse<(Instant, TaskIndex)>>,
     gate_wake: Option<Instant>,
     inflight: JoinSet<UnitDone>,
-    reserved: HashMap<TaskIndex, Usd>,
-    reserved_total: Usd,
-    /// Spent and possibly billed before this run (from the journal).
-    prior_committed: Usd,
+    /// The budget: worst cases reserved by requests in flight, spend before this run.
+    ledger: Ledger,
+    /// Batch tasks wait in the lane's queue for reservations to settle (see `submit_job`).
+    budget_deferred: bool,
     progress: Progress,
     job_names: Vec<String>,
     stop: Option<StopReason>,
@@ -152,9 +153,8 @@ impl<'s> Dispatcher<'s> {
             timers: BinaryHeap::new(),
             gate_wake: None,
             inflight: JoinSet::new(),
-            reserved: HashMap::new(),
-            reserved_total: Usd::ZERO,
-            prior_committed: journal_state.spent + journal_state.possibly_billed,
+            ledger: Ledger::new(options.max_cost, journal_state.spent, journal_state.possibly_billed),
+            budget_deferred: false,
             progress: Progress { total: n as u64, ..Progress::default() },
             job_names,
             stop: None,
@@ -272,8 +272,54 @@ impl<'s> Dispatcher<'s> {
         TaskView::new(&self.ctx.manifest, task).model.cost(&task.estimate, self.ctx.tier)
     }
 
-    fn committed(&self) -> Usd {
-        self.prior_committed + self.progress.spent_usd + self.progress.possibly_billed_usd + self.reserved_total
+    /// The most the request of `i` can cost at `tier`: what the budget reserves for it.
+    fn worst_case(&self, i: TaskIndex, tier: Tier) -> Usd {
+        let task = &self.ctx.plan.tasks[i as usize];
+        let view = TaskView::new(&self.ctx.manifest, task);
+        let worst = self.ledger.worst_tokens(self.slot_of[i as usize], &task.estimate, output_bound(&view));
+        view.model.cost(&worst, tier)
+    }
+
+    /// Spent and possibly billed by this run.
+    fn this_run(&self) -> Usd {
+        self.progress.spent_usd + self.progress.possibly_billed_usd
+    }
+
+    /// Stops the run for the budget, with the figures as they stand.
+    fn stop_for_budget(&mut self, next: Usd) {
+        if let Some(figures) = self.ledger.figures(self.progress.spent_usd, self.progress.possibly_billed_usd, next) {
+            self.set_stop(StopReason::Budget(figures));
+        }
+    }
+
+    /// A request left the run (answered, failed, or out of a batch job): its reservation is
+    /// freed, and batch tasks the budget held back may be grouped again.
+    fn release_reservation(&mut self, i: TaskIndex) {
+        if self.ledger.release(i) && self.budget_deferred {
+            self.budget_deferred = false;
+            if let Some(lane) = &mut self.lane
+                && lane.queued() > 0
+            {
+                lane.queued_since.get_or_insert_with(Instant::now);
+            }
+        }
+    }
+
+    /// Learns the worst case from an answer's usage; says so when the server billed beyond the
+    /// model's output limit (the budget then reserves as much for this model).
+    fn observe_usage(&mut self, i: TaskIndex, usage: &TokenCounts) {
+        let task = &self.ctx.plan.tasks[i as usize];
+        let view = TaskView::new(&self.ctx.manifest, task);
+        let bound = output_bound(&view);
+        let slot = self.slot_of[i as usize];
+        if let Some(excess) = self.ledger.observe(slot, usage, task.estimate.output_image, bound) {
+            let message = format!(
+                "an answer of {} carried {} text and thinking tokens, beyond the model's output limit of {bound}; the budget reserves {excess} more per request of this model from now on",
+                view.model.id,
+                usage.output_text + usage.thinking,
+            );
+            self.emit(&Event::Note { message });
+        }
     }
 
     pub(super) async fn run(mut self) -> Result<RunOutcome, ExecError> {
@@ -343,6 +389,14 @@ impl<'s> Dispatcher<'s> {
             }
         }
         self.leave_batches_running();
+        // A budget stop is reported with the figures at the end (batch jobs in flight when it
+        // stopped have settled since).
+        if let Some(StopReason::Budget(figures)) = &self.stop
+            && let Some(now) =
+                self.ledger.figures(self.progress.spent_usd, self.progress.possibly_billed_usd, figures.next_usd)
+        {
+            self.stop = Some(StopReason::Budget(now));
+        }
         let status = match &self.stop {
             None => "completed",
             Some(s) => s.label(),
@@ -393,22 +447,23 @@ impl<'s> Dispatcher<'s> {
                 }
                 let slot = (self.next_slot + k) % slots;
                 let Some(&task) = self.ready[slot].front() else { continue };
+                // The budget first: a request that must wait for others to settle takes no
+                // rate-limit token.
+                let worst = self.worst_case(task, self.ctx.tier);
+                match self.ledger.admit(self.this_run(), worst) {
+                    Admission::Go => {}
+                    Admission::Wait => continue,
+                    Admission::Stop => {
+                        self.stop_for_budget(worst);
+                        break 'fill;
+                    }
+                }
                 match self.gates[slot].try_acquire(now) {
                     Ok(()) => {
                         let cost = self.estimate(task);
-                        if let Some(limit) = self.options.max_cost
-                            && self.committed() + cost > limit
-                        {
-                            self.gates[slot].release();
-                            let spent =
-                                self.prior_committed + self.progress.spent_usd + self.progress.possibly_billed_usd;
-                            self.set_stop(StopReason::Budget { limit, spent, next: cost });
-                            break 'fill;
-                        }
                         self.ready[slot].pop_front();
-                        // Reserve now so that the next admission sees this request's cost.
-                        self.reserved.insert(task, cost);
-                        self.reserved_total += cost;
+                        // Reserve now so that the next admission sees this request's worst case.
+                        self.ledger.reserve(task, worst);
                         starts.push((task, cost));
                         started_any = true;
                         self.next_slot = (slot + 1) % slots;
@@ -525,10 +580,14 @@ impl<'s> Dispatcher<'s> {
 
     /// A finished attempt (an interactive response or one line of a batch's results).
     fn on_unit_result(&mut self, i: TaskIndex, attempt: u32, result: UnitResult, latency_ms: u64) {
-        if let Some(cost) = self.reserved.remove(&i) {
-            self.reserved_total -= cost;
-        }
+        self.release_reservation(i);
         self.progress.in_flight = self.progress.in_flight.saturating_sub(1);
+        match &result {
+            UnitResult::Image(done) => self.observe_usage(i, &done.usage),
+            UnitResult::NoImage(done) => self.observe_usage(i, &done.usage),
+            UnitResult::Store { usage, .. } => self.observe_usage(i, usage),
+            UnitResult::Failed { .. } | UnitResult::Input(_) => {}
+        }
         match result {
             UnitResult::Image(done) => self.on_image(i, attempt, *done, latency_ms),
             UnitResult::NoImage(done) => self.on_no_image(i, attempt, *done, latency_ms),
@@ -875,7 +934,11 @@ impl<'s> Dispatcher<'s> {
             return;
         }
         let message = reason.to_string();
-        self.emit(&Event::Stopping { reason: reason.label(), message });
+        let budget = match &reason {
+            StopReason::Budget(figures) => Some(figures.clone()),
+            _ => None,
+        };
+        self.emit(&Event::Stopping { reason: reason.label(), message, budget });
         self.stop = Some(reason);
     }
 
@@ -1051,7 +1114,8 @@ impl Dispatcher<'_> {
     /// Groups queued tasks into jobs and submits them (after a short wait that gathers a round).
     fn flush_batches(&mut self, now: Instant) -> Result<(), ExecError> {
         let Some(lane) = &self.lane else { return Ok(()) };
-        if lane.flush_at().is_none_or(|t| t > now) && lane.queued() < lane.limits.max_requests {
+        if self.budget_deferred || (lane.flush_at().is_none_or(|t| t > now) && lane.queued() < lane.limits.max_requests)
+        {
             return Ok(());
         }
         let queues: Vec<(usize, Vec<TaskIndex>)> = match &mut self.lane {
@@ -1066,43 +1130,50 @@ impl Dispatcher<'_> {
             }
             None => return Ok(()),
         };
-        for (slot, tasks) in queues {
-            let limits = self.lane.as_ref().map(|l| l.limits).unwrap_or_default();
-            for job in chunk(&self.ctx, &tasks, &limits) {
-                self.submit_job(slot, job)?;
-                if self.stop.is_some() {
-                    return Ok(());
+        let limits = self.lane.as_ref().map(|l| l.limits).unwrap_or_default();
+        let jobs: Vec<(usize, Vec<TaskIndex>)> = queues
+            .into_iter()
+            .flat_map(|(slot, tasks)| chunk(&self.ctx, &tasks, &limits).into_iter().map(move |job| (slot, job)))
+            .collect();
+        for (slot, job) in jobs {
+            if self.stop.is_some() {
+                // Not submitted: back to waiting for the next run.
+                for t in job {
+                    self.states[t as usize] = State::Ready;
+                    self.progress.in_flight = self.progress.in_flight.saturating_sub(1);
                 }
+                continue;
             }
+            self.submit_job(slot, job)?;
         }
         Ok(())
     }
 
     fn submit_job(&mut self, slot: usize, mut tasks: Vec<TaskIndex>) -> Result<(), ExecError> {
-        // The budget: reserve at the batch price; keep only what fits.
-        if let Some(limit) = self.options.max_cost {
-            let mut fits = Vec::new();
-            for t in tasks {
-                let cost = self.batch_estimate(t);
-                if self.committed() + cost > limit {
-                    let spent = self.prior_committed + self.progress.spent_usd + self.progress.possibly_billed_usd;
+        // The budget: reserve each task's worst case at the batch price; what does not fit waits
+        // in the queue for jobs in flight to settle, or stops the run when nothing is in flight.
+        let mut fits = Vec::new();
+        for t in tasks {
+            let worst = self.worst_case(t, Tier::Batch);
+            match self.ledger.admit(self.this_run(), worst) {
+                Admission::Go => {
+                    self.ledger.reserve(t, worst);
+                    fits.push(t);
+                }
+                Admission::Wait => {
+                    self.budget_deferred = true;
+                    if let Some(lane) = &mut self.lane {
+                        lane.queue[slot].push(t);
+                    }
+                }
+                Admission::Stop => {
                     self.states[t as usize] = State::Ready;
                     self.progress.in_flight = self.progress.in_flight.saturating_sub(1);
-                    self.set_stop(StopReason::Budget { limit, spent, next: cost });
-                    continue;
+                    self.stop_for_budget(worst);
                 }
-                self.reserved.insert(t, cost);
-                self.reserved_total += cost;
-                fits.push(t);
-            }
-            tasks = fits;
-        } else {
-            for &t in &tasks {
-                let cost = self.batch_estimate(t);
-                self.reserved.insert(t, cost);
-                self.reserved_total += cost;
             }
         }
+        tasks = fits;
         if tasks.is_empty() {
             return Ok(());
         }
@@ -1217,9 +1288,7 @@ impl Dispatcher<'_> {
 
     /// A task comes out of a batch job without a result.
     fn leave_batch(&mut self, t: TaskIndex) {
-        if let Some(cost) = self.reserved.remove(&t) {
-            self.reserved_total -= cost;
-        }
+        self.release_reservation(t);
         self.progress.in_flight = self.progress.in_flight.saturating_sub(1);
     }
 
@@ -1271,6 +1340,12 @@ async fn lane_next(lane: &mut Option<BatchLane>) -> Option<BatchEvent> {
         },
         None => std::future::pending().await,
     }
+}
+
+/// The most text and thinking tokens an answer to a task can carry: the job's
+/// `max_output_tokens` (sent with the request), else the model's output limit.
+fn output_bound(view: &TaskView<'_>) -> u64 {
+    u64::from(view.job.generation.max_output_tokens.unwrap_or(view.model.max_output_tokens))
 }
 
 fn first_line(text: &str) -> &str {

@@ -64,6 +64,9 @@ pub enum Event {
     Stopping {
         reason: &'static str,
         message: String,
+        /// A budget stop's figures, exact (they add up to what counts against the budget).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        budget: Option<super::budget::BudgetFigures>,
     },
     Note {
         message: String,

@@ -7,6 +7,7 @@
 //! with an error.
 
 pub mod batch;
+pub mod budget;
 pub mod cancel;
 mod dispatcher;
 pub mod events;
@@ -48,7 +49,7 @@ pub struct ExecOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StopReason {
     Interrupted,
-    Budget { limit: Usd, spent: Usd, next: Usd },
+    Budget(budget::BudgetFigures),
     DailyQuota { model: String, message: String },
     FailFast { id: String },
     Fatal(String),
@@ -70,10 +71,7 @@ impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StopReason::Interrupted => write!(f, "interrupted: no new requests; waiting for those in flight"),
-            StopReason::Budget { limit, spent, next } => write!(
-                f,
-                "budget reached: {spent} spent or possibly billed of {limit}; the next request ({next}) could cross it"
-            ),
+            StopReason::Budget(figures) => write!(f, "{figures}"),
             StopReason::DailyQuota { model, message } => {
                 write!(f, "daily quota of {model} exhausted ({message}); it resets at midnight Pacific")
             }

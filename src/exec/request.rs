@@ -134,6 +134,7 @@ pub fn generation_config(config: &RequestConfig<'_>) -> GenerationConfig {
         thinking_config: thinking,
         temperature: g.temperature,
         seed: g.seed,
+        max_output_tokens: g.max_output_tokens,
     }
 }
 

@@ -233,6 +233,8 @@ pub struct GenSettings {
     pub system: Option<Template>,
     pub temperature: Option<f64>,
     pub seed: Option<i64>,
+    /// `maxOutputTokens`: the most text and thinking tokens an answer may carry.
+    pub max_output_tokens: Option<u32>,
 }
 
 impl GenSettings {

@@ -104,6 +104,10 @@ pub struct RawDefaults {
     /// Sampling seed (narrows, does not fix, the result).
     #[serde(default)]
     pub seed: Option<i64>,
+    /// The most text and thinking tokens an answer may carry, sent as `maxOutputTokens`. The
+    /// budget reserves this many for each request instead of the model's output limit (32,768).
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
     /// Output path template, without extension (the extension follows the returned image type).
     #[serde(default)]
     pub output: Option<String>,
@@ -182,6 +186,10 @@ pub struct RawModel {
     pub input_image_tokens: Option<u32>,
     #[serde(default)]
     pub thinking_levels: Option<Vec<String>>,
+    /// The model's output token limit (text and thinking of one answer): what `--max-cost`
+    /// reserves for them before a request is sent.
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
     #[serde(default)]
     pub grounding: Option<RawGrounding>,
     /// USD per 1M tokens.
@@ -265,6 +273,8 @@ pub struct RawJob {
     pub temperature: Option<f64>,
     #[serde(default)]
     pub seed: Option<i64>,
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
     #[serde(default)]
     pub output: Option<String>,
     #[serde(default)]

@@ -336,6 +336,12 @@ impl Validator<'_> {
             spec.thinking.levels = levels.iter().map(|l| l.to_ascii_lowercase()).collect();
             spec.thinking.default_level = spec.thinking.levels.first().cloned();
         }
+        if let Some(n) = raw.max_output_tokens {
+            if n == 0 {
+                self.rep.value(&format!("{path}.max_output_tokens"), "the output limit must be at least 1 token", None);
+            }
+            spec.max_output_tokens = n;
+        }
         if let Some(g) = &raw.grounding {
             let kinds = grounding_kinds(g);
             spec.grounding.web = kinds.contains("web");
@@ -881,6 +887,8 @@ impl Validator<'_> {
             }
         });
         let seed = pick(name, "seed", &raw.seed, &defaults.seed).map(|(s, _)| *s);
+        let max_output_tokens = pick(name, "max_output_tokens", &raw.max_output_tokens, &defaults.max_output_tokens)
+            .and_then(|(&n, path)| self.max_output_tokens(&path, n, specs));
         GenSettings {
             modalities,
             thinking_level,
@@ -890,6 +898,29 @@ impl Validator<'_> {
             system,
             temperature,
             seed,
+            max_output_tokens,
+        }
+    }
+
+    /// At least one token, and no more than every model of the job can return.
+    fn max_output_tokens(&mut self, path: &str, n: u32, specs: &[ModelSpec]) -> Option<u32> {
+        let limit = specs.iter().map(|s| s.max_output_tokens).min();
+        match limit {
+            _ if n == 0 => {
+                self.rep.value(path, "max_output_tokens must be at least 1", None);
+                None
+            }
+            Some(limit) if n > limit => {
+                self.rep.value(
+                    path,
+                    format!("max_output_tokens {n} is above the model's output limit of {limit}"),
+                    Some(format!(
+                        "use at most {limit}, or leave it out (the budget then reserves {limit} per request)"
+                    )),
+                );
+                None
+            }
+            _ => Some(n),
         }
     }
 

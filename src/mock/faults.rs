@@ -109,6 +109,8 @@ pub struct Directives {
     pub evil_grounding: bool,
     /// Declare a 500 MB body.
     pub huge: bool,
+    /// `thinking=N`: report (and bill) N thinking tokens per answer, whatever the level.
+    pub thinking: Option<u64>,
 }
 
 const EVERY_TIME: u32 = u32::MAX;
@@ -160,6 +162,7 @@ impl Directives {
             "grounding" => self.grounding = true,
             "evil-grounding" => self.evil_grounding = true,
             "huge" => self.huge = true,
+            "thinking" => self.thinking = value.and_then(|v| v.parse().ok()),
             _ => {}
         }
     }

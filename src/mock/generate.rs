@@ -380,6 +380,9 @@ pub(crate) fn answer(
     let rates = &state.config.faults;
     let gemini3 = spec.is_gemini3();
     let thinking = if gemini3 { u64::from(spec.thinking_estimate(req.thinking_level.as_deref())) } else { 0 };
+    let thinking = directives.thinking.unwrap_or(thinking);
+    // `maxOutputTokens` bounds the thinking (the caption is short and counted apart here).
+    let thinking = req.max_output_tokens.map_or(thinking, |cap| thinking.min(cap));
     let prompt_image = req.input_images * u64::from(spec.input_image_tokens);
     let mut usage = UsageTotals {
         prompt: req.text_tokens + prompt_image,

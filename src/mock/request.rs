@@ -24,6 +24,8 @@ pub struct Request {
     pub aspect_ratio: Option<String>,
     pub image_size: Option<String>,
     pub thinking_level: Option<String>,
+    /// `maxOutputTokens`: text and thinking of the answer stop there.
+    pub max_output_tokens: Option<u64>,
     pub include_thoughts: bool,
     pub web_search: bool,
     pub image_search: bool,
@@ -395,6 +397,7 @@ fn read_generation_config(
             }
         }
     }
+    req.max_output_tokens = get(config, "maxOutputTokens").and_then(Value::as_u64);
     if let Some(thinking) = get(config, "thinkingConfig").and_then(Value::as_object) {
         let thinks = spec.thinking.always_on || !spec.thinking.levels.is_empty();
         if let Some(level) = enum_upper(get(thinking, "thinkingLevel")) {

@@ -39,6 +39,25 @@ pub fn estimate(spec: &ModelSpec, shape: RequestShape, thinking_level: Option<&s
     }
 }
 
+/// The most a request whose estimate is `estimate` can be billed: what the budget reserves
+/// before sending it.
+///
+/// - input text: four times the estimate (the estimate is a quarter of the bytes, and a token
+///   covers at least one byte);
+/// - input images and the output image: as estimated (both are counted from the catalogue's
+///   tables, not guessed);
+/// - text and thinking output: `output_cap` tokens, the model's output limit (or a lower
+///   `max_output_tokens` the request sends), priced at the text-output rate like both.
+pub fn worst_case(estimate: &TokenCounts, output_cap: u64) -> TokenCounts {
+    TokenCounts {
+        input_text: estimate.input_text.saturating_mul(4),
+        input_image: estimate.input_image,
+        output_image: estimate.output_image,
+        output_text: 0,
+        thinking: output_cap.max(estimate.output_text + estimate.thinking),
+    }
+}
+
 /// One line of the plan's cost table.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct CostLine {
@@ -120,7 +139,7 @@ impl CostBuilder {
 
 #[cfg(test)]
 mod tests {
-    use super::{RequestShape, estimate, text_tokens};
+    use super::{RequestShape, estimate, text_tokens, worst_case};
     use crate::catalog::Catalog;
 
     #[test]
@@ -136,5 +155,23 @@ mod tests {
         let shape = RequestShape { input_text: 10, input_images: 2, output_image: 1680, wants_text: false };
         let t = estimate(spec, shape, Some("high"));
         assert_eq!((t.input_text, t.input_image, t.output_image, t.output_text, t.thinking), (10, 2240, 1680, 0, 900));
+    }
+
+    #[test]
+    fn the_worst_case_bounds_every_part_of_the_estimate() {
+        let spec = Catalog::embedded().model("gemini-3.1-flash-image-preview").unwrap();
+        let shape = RequestShape { input_text: 10, input_images: 1, output_image: 747, wants_text: true };
+        let t = estimate(spec, shape, None);
+        let w = worst_case(&t, u64::from(spec.max_output_tokens));
+        assert_eq!(
+            (w.input_text, w.input_image, w.output_image, w.output_text, w.thinking),
+            (40, 1120, 747, 0, 32_768)
+        );
+        // 40 × $0.50/M + 1120 × $0.50/M + 747 × $60/M + 32,768 × $3/M
+        assert_eq!(
+            spec.cost(&w, crate::catalog::Tier::Interactive).pico(),
+            20_000_000 + 560_000_000 + 44_820_000_000 + 98_304_000_000
+        );
+        assert!(spec.cost(&w, crate::catalog::Tier::Interactive) > spec.cost(&t, crate::catalog::Tier::Interactive));
     }
 }

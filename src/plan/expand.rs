@@ -357,6 +357,10 @@ impl Expander<'_> {
                 .opt_str(g.temperature.map(|t| t.to_string()).as_deref())
                 .opt_str(g.seed.map(|s| s.to_string()).as_deref())
                 .u64(u64::from(c.variant));
+            // Only when set: fingerprints of manifests without it stay as they were.
+            if let Some(n) = g.max_output_tokens {
+                h.str("max_output_tokens").u64(u64::from(n));
+            }
             h.finish()
         });
         let upstream_hash = if history.task.is_none() && from.is_empty() {

@@ -1,6 +1,7 @@
 //! The integration tests: one binary (see ARCHITECTURE.md), modules by area.
 
 mod batch;
+mod budget;
 mod cli;
 mod conversation;
 mod faults;
