@@ -11,6 +11,9 @@ use super::locate::{LocationIndex, Position};
 pub enum Severity {
     Error,
     Warning,
+    /// Not a problem: something the manifest wrote was read in a way worth knowing (a size
+    /// written `1k` is sent as `1K`).
+    Note,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,11 @@ impl Diagnostic {
         self
     }
 
+    pub fn note(mut self) -> Diagnostic {
+        self.severity = Severity::Note;
+        self
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -72,6 +80,7 @@ impl fmt::Display for Diagnostic {
         let label = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         };
         writeln!(f, "{label}: {}", self.message)?;
         let file = self.file.display();
@@ -81,7 +90,8 @@ impl fmt::Display for Diagnostic {
             (None, Some(c)) => writeln!(f, "  --> {file} ({c})")?,
             (None, None) => writeln!(f, "  --> {file}")?,
         }
-        if let (Some(p), Some(line)) = (self.position, &self.source_line) {
+        // A note is not a problem: where it is suffices.
+        if let (Some(p), Some(line), false) = (self.position, &self.source_line, self.severity == Severity::Note) {
             write_snippet(f, p, line)?;
         }
         if let Some(help) = &self.help {
@@ -132,6 +142,7 @@ impl Diagnostics {
         self.0.iter().filter(|d| d.is_error()).count()
     }
 
+    /// Warnings and notes: what is printed even when the manifest is valid.
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
         self.0.iter().filter(|d| !d.is_error())
     }
@@ -208,6 +219,15 @@ impl<'a> YamlReporter<'a> {
             Some(h) => d.with_help(h),
             None => d,
         });
+    }
+
+    /// Something about the value at `path` worth knowing that is not a problem.
+    pub fn note(&mut self, path: &str, message: impl Into<String>) {
+        let d = Diagnostic::error(self.file, message)
+            .with_context(display_path(path))
+            .at(self.index.value(path), self.source)
+            .note();
+        self.out.push(d);
     }
 
     pub fn push(&mut self, d: Diagnostic) {

@@ -340,7 +340,7 @@ impl JsonSchema for RawSize {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "Aspect ratio @ image size, e.g. \"16:9@2K\"; \"16:9\" uses the model's default size.",
+            "description": "Aspect ratio @ image size, e.g. \"16:9@2K\"; \"16:9\" uses the model's default size. Sizes: 512 (also 512px, 0.5K), 1K, 2K, 4K; a lowercase k is read as K.",
             "oneOf": [
                 {"type": "string", "pattern": "^\\s*\\d+:\\d+\\s*(@\\s*\\S+)?\\s*$"},
                 {"type": "object", "additionalProperties": false, "required": ["ratio"],

@@ -50,6 +50,7 @@ pub fn validate(file: &Path, source: &str, parsed: Parsed) -> Result<Manifest, D
         catalog: Catalog::embedded().clone(),
         templates: Templates::new(),
         refs: HashMap::new(),
+        respelled: IndexMap::new(),
     };
     v.rep.out.extend(unknown_keys);
 
@@ -85,6 +86,7 @@ pub fn validate(file: &Path, source: &str, parsed: Parsed) -> Result<Manifest, D
         v.check_from_edges(&raw.jobs, &mut jobs);
         v.check_job_cycles(&raw.jobs, &job_names);
     }
+    v.respelling_notes();
 
     let Validator { rep, catalog, templates, .. } = v;
     let diagnostics = rep.out;
@@ -115,6 +117,8 @@ struct Validator<'a> {
     catalog: Catalog,
     templates: Templates,
     refs: HashMap<PathBuf, Result<Arc<RefFile>, String>>,
+    /// Sizes written another way than their name: where first, how many times.
+    respelled: IndexMap<Respelling, (String, usize)>,
 }
 
 /// The value at `job.field`, else `defaults.field`, with the key path it came from.
@@ -307,7 +311,7 @@ impl Validator<'_> {
             spec.sizes = sizes
                 .iter()
                 .map(|s| SizeSpec {
-                    name: s.name.clone(),
+                    name: canonical_size_name(&s.name),
                     wire: s.wire.clone(),
                     output_tokens: s.output_tokens,
                     pixels: s.pixels.iter().map(|(k, v)| (k.clone(), *v)).collect(),
@@ -315,7 +319,7 @@ impl Validator<'_> {
                 .collect();
         }
         if let Some(d) = &raw.default_size {
-            spec.default_size = d.clone();
+            spec.default_size = canonical_size_name(d);
         }
         if spec.size(&spec.default_size).is_none() {
             let default = spec.sizes.first().map(|s| s.name.clone()).unwrap_or_default();
@@ -781,17 +785,43 @@ impl Validator<'_> {
         out
     }
 
+    /// A size already parsed (and noted) by [`Validator::parse_size`], read again.
     fn parse_size_quiet(&self, raw: &RawSize) -> Option<SizeChoice> {
-        parse_size_text(raw).ok()
+        parse_size_text(raw).ok().map(|p| p.choice)
     }
 
     fn parse_size(&mut self, path: &str, raw: &RawSize) -> Option<SizeChoice> {
         match parse_size_text(raw) {
-            Ok(c) => Some(c),
+            Ok(parsed) => {
+                if let Some(r) = parsed.respelled {
+                    self.note_respelling(path, r);
+                }
+                Some(parsed.choice)
+            }
             Err((msg, help)) => {
                 self.rep.value(path, msg, help);
                 None
             }
+        }
+    }
+
+    /// Remembers where a size was first written another way; one note per spelling is made at
+    /// the end, not one per job or step.
+    fn note_respelling(&mut self, path: &str, respelling: Respelling) {
+        self.respelled.entry(respelling).or_insert_with(|| (path.to_owned(), 0)).1 += 1;
+    }
+
+    fn respelling_notes(&mut self) {
+        for (r, (path, count)) in std::mem::take(&mut self.respelled) {
+            let elsewhere = match count {
+                1 => String::new(),
+                2 => " (here and in one more place)".to_owned(),
+                n => format!(" (here and in {} more places)", n - 1),
+            };
+            self.rep.note(
+                &path,
+                format!("image size `{}` is read as `{}`, the value the API takes{elsewhere}", r.written, r.name),
+            );
         }
     }
 
@@ -1313,19 +1343,20 @@ impl Validator<'_> {
             let mut conditions = Vec::new();
             for (key, value) in entry {
                 let p = format!("{path}.{key}");
+                let value = if key == "size" { self.exclude_size(&p, value) } else { value.clone() };
                 let ok = match key.as_str() {
-                    "model" => self.value_in(&p, "model", value, models.iter().map(String::as_str)),
+                    "model" => self.value_in(&p, "model", &value, models.iter().map(String::as_str)),
                     "ratio" | "size" | "variant" | "key" => true,
                     "prompt" => match body {
                         JobBody::Single { prompts } => {
-                            self.value_in(&p, "prompt", value, prompts.iter().map(|n| n.name.as_str()))
+                            self.value_in(&p, "prompt", &value, prompts.iter().map(|n| n.name.as_str()))
                         }
                         JobBody::Conversation { .. } => {
                             self.rep.key(&p, "a conversation job has no prompts axis", None);
                             false
                         }
                     },
-                    "ref_set" => self.value_in(&p, "ref_set", value, ref_sets.iter().map(|s| s.name.as_str())),
+                    "ref_set" => self.value_in(&p, "ref_set", &value, ref_sets.iter().map(|s| s.name.as_str())),
                     column if rows.column(column).is_some() => true,
                     other => {
                         let mut known: Vec<String> = ["model", "ratio", "size", "variant", "key", "prompt", "ref_set"]
@@ -1339,12 +1370,31 @@ impl Validator<'_> {
                     }
                 };
                 if ok {
-                    conditions.push((key.clone(), value.clone()));
+                    conditions.push((key.clone(), value));
                 }
             }
             out.push(Exclude { conditions });
         }
         out
+    }
+
+    /// An excluded size (`2K` or `16:9@2K`) in the spelling tasks carry, so that `2k` matches.
+    /// A value that is not a size is kept: it matches nothing, as before.
+    fn exclude_size(&mut self, path: &str, value: &str) -> String {
+        let raw = match value.split_once('@') {
+            Some(_) => RawSize::Text(value.to_owned()),
+            None => RawSize::Text(format!("1:1@{value}")),
+        };
+        match parse_size_text(&raw) {
+            Ok(ParsedSize { choice, respelled }) => {
+                if let Some(r) = respelled {
+                    self.note_respelling(path, r);
+                }
+                let name = choice.size.unwrap_or_default();
+                if value.contains('@') { format!("{}@{name}", choice.ratio) } else { name }
+            }
+            Err(_) => value.to_owned(),
+        }
     }
 
     fn value_in<'s>(&mut self, path: &str, what: &str, value: &str, options: impl Iterator<Item = &'s str>) -> bool {
@@ -1412,7 +1462,10 @@ impl Validator<'_> {
         let mut ok = true;
         let size = match (&raw.size, upstream.sizes.len()) {
             (Some(s), _) => match parse_size_text(s) {
-                Ok(choice) => {
+                Ok(ParsedSize { choice, respelled }) => {
+                    if let Some(r) = respelled {
+                        self.note_respelling(&format!("{path}.size"), r);
+                    }
                     let found = upstream
                         .sizes
                         .iter()
@@ -1747,13 +1800,13 @@ fn grounding_kinds(g: &RawGrounding) -> BTreeSet<String> {
 }
 
 /// `"16:9@2K"` → ratio and size; every typo gets its fix.
-pub fn parse_size_text(raw: &RawSize) -> Result<SizeChoice, (String, Option<String>)> {
+pub fn parse_size_text(raw: &RawSize) -> Result<ParsedSize, (String, Option<String>)> {
     let (ratio, size) = match raw {
         RawSize::Text(text) => match text.split_once('@') {
-            Some((r, s)) => (r.trim().to_owned(), Some(s.trim().to_owned())),
+            Some((r, s)) => (r.trim().to_owned(), Some(s.to_owned())),
             None => (text.trim().to_owned(), None),
         },
-        RawSize::Map { ratio, size } => (ratio.trim().to_owned(), size.as_ref().map(|s| s.trim().to_owned())),
+        RawSize::Map { ratio, size } => (ratio.trim().to_owned(), size.clone()),
     };
     if ratio_of(&ratio).is_none() {
         return Err((
@@ -1761,28 +1814,59 @@ pub fn parse_size_text(raw: &RawSize) -> Result<SizeChoice, (String, Option<Stri
             Some("write sizes as ratio@size, e.g. \"16:9@2K\" (quote them in YAML)".into()),
         ));
     }
-    let size = match size {
-        None => None,
-        Some(s) => Some(normalise_size(&s)?),
+    let (size, respelled) = match size {
+        None => (None, None),
+        Some(written) => {
+            let name = normalise_size(&written)?;
+            let written = written.trim();
+            let respelled = (name != written).then(|| Respelling { written: written.to_owned(), name: name.clone() });
+            (Some(name), respelled)
+        }
     };
-    Ok(SizeChoice { ratio, size })
+    Ok(ParsedSize { choice: SizeChoice { ratio, size }, respelled })
 }
 
-fn normalise_size(size: &str) -> Result<String, (String, Option<String>)> {
-    match size {
-        "512" | "1K" | "2K" | "4K" => Ok(size.to_owned()),
-        "1k" | "2k" | "4k" => Err((
-            format!("image size `{size}` must use an uppercase K"),
-            Some(format!("write `{}`: the API rejects a lowercase k", size.to_ascii_uppercase())),
-        )),
-        "512px" | "0.5K" | "0.5k" | "512PX" => Err((
-            format!("image size `{size}` is not a wire value"),
-            Some("write `512` (the API takes \"512\")".into()),
-        )),
-        "" => Err(("the image size after `@` is empty".into(), Some("e.g. \"16:9@2K\"".into()))),
-        other if other.chars().all(|c| c.is_ascii_alphanumeric()) => Ok(other.to_owned()),
-        other => Err((format!("`{other}` is not an image size"), Some("sizes are 512, 1K, 2K or 4K".into()))),
-    }
+/// A size as the manifest wrote it, and whether it was written other than its catalogue name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedSize {
+    pub choice: SizeChoice,
+    pub respelled: Option<Respelling>,
+}
+
+/// A size written another way than its catalogue name (`512px`, `1k`), and that name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Respelling {
+    pub written: String,
+    pub name: String,
+}
+
+/// A catalogue override's size name in the spelling the manifest's sizes are read into.
+fn canonical_size_name(name: &str) -> String {
+    normalise_size(name).unwrap_or_else(|_| name.to_owned())
+}
+
+/// The catalogue's name for a size as people write it: the provider's documentation says
+/// `512px` and `1K`, spreadsheets and habit give `1k`, `0.5K` or ` 2K `. The names are the wire
+/// values (`"512"`, uppercase K), so fingerprints and output names do not depend on the
+/// spelling. Anything else made of letters and digits is kept as written, for the catalogue
+/// check to judge (it may be a size of a model the manifest adds); the rest is refused here.
+fn normalise_size(written: &str) -> Result<String, (String, Option<String>)> {
+    let compact: String = written.chars().filter(|c| !c.is_whitespace()).collect();
+    let name = match compact.to_ascii_lowercase().as_str() {
+        "" => return Err(("the image size after `@` is empty".into(), Some("e.g. \"16:9@2K\"".into()))),
+        "512" | "512px" | "0.5k" | ".5k" => "512",
+        "1k" => "1K",
+        "2k" => "2K",
+        "4k" => "4K",
+        _ if compact.chars().all(|c| c.is_ascii_alphanumeric()) => return Ok(compact),
+        _ => {
+            return Err((
+                format!("`{}` is not an image size", written.trim()),
+                Some("sizes are 512 (or 512px, 0.5K), 1K, 2K or 4K".into()),
+            ));
+        }
+    };
+    Ok(name.to_owned())
 }
 
 /// The default output name: job / key, then every axis with more than one value.
@@ -1868,4 +1952,44 @@ fn check_ref_file(path: &Path, shown: &str, kind: RefKind) -> Result<Arc<RefFile
     };
     let sha256 = crate::plan::fingerprint::sha256(&bytes);
     Ok(Arc::new(RefFile { path: path.to_path_buf(), shown: shown.to_owned(), image, kind, bytes: meta.len(), sha256 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_spellings_map_to_the_wire_names() {
+        for (written, name) in [
+            ("512", "512"),
+            ("512px", "512"),
+            ("512PX", "512"),
+            ("512 px", "512"),
+            ("0.5K", "512"),
+            ("0.5k", "512"),
+            ("1k", "1K"),
+            (" 1K ", "1K"),
+            ("2k", "2K"),
+            ("4K", "4K"),
+            // Not a known spelling: kept for the catalogue check (a manifest's own model may
+            // have it); `3K` is refused there.
+            ("3K", "3K"),
+        ] {
+            assert_eq!(normalise_size(written).as_deref(), Ok(name), "{written}");
+        }
+        for bad in ["", "  ", "1.5K", "2K!", "½K"] {
+            assert!(normalise_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_respelling_is_reported_only_when_the_name_differs() {
+        let parse = |text: &str| parse_size_text(&RawSize::Text(text.into())).unwrap();
+        assert_eq!(parse("16:9@2K").respelled, None);
+        assert_eq!(parse(" 16:9 @ 2K ").respelled, None);
+        assert_eq!(parse("16:9").respelled, None);
+        let r = parse("21:9@512px");
+        assert_eq!(r.choice, SizeChoice { ratio: "21:9".into(), size: Some("512".into()) });
+        assert_eq!(r.respelled, Some(Respelling { written: "512px".into(), name: "512".into() }));
+    }
 }

@@ -7,6 +7,7 @@ mod conversation;
 mod faults;
 mod fuzz_corpora;
 mod hardening;
+mod inputs;
 mod invalid;
 mod report;
 mod resume;
