@@ -78,10 +78,7 @@ pub fn write_atomic_with(
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), FsError> {
     let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(|e| FsError::new("cannot create a temporary file in", dir, e))?;
+    let temp = temp_file_in(dir)?;
     let mut writer = std::io::BufWriter::with_capacity(256 << 10, temp);
     fill(&mut writer).and_then(|()| writer.flush()).map_err(|e| FsError::new("cannot write", target, e))?;
     let temp = writer.into_inner().map_err(|e| FsError::new("cannot write", target, e.into_error()))?;
@@ -94,10 +91,7 @@ pub fn write_atomic_with(
 /// write many files in one directory sync it once).
 pub fn write_atomic_parts(target: &Path, parts: &[&[u8]], sync_dir: bool) -> Result<(), FsError> {
     let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(|e| FsError::new("cannot create a temporary file in", dir, e))?;
+    let mut temp = temp_file_in(dir)?;
     for part in parts {
         temp.write_all(part).map_err(|e| FsError::new("cannot write", temp.path(), e))?;
     }
@@ -107,6 +101,18 @@ pub fn write_atomic_parts(target: &Path, parts: &[&[u8]], sync_dir: bool) -> Res
         sync_directory(dir)?;
     }
     Ok(())
+}
+
+/// A temp file in `dir` that becomes an output when renamed, so it is created with the mode any
+/// tool's output gets (0666 less the umask: 0644 under the usual 022), not tempfile's private
+/// 0600 — images, sidecars and reports are for the team to read.
+pub fn temp_file_in(dir: &Path) -> Result<tempfile::NamedTempFile, FsError> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|e| FsError::new("cannot create a temporary file in", dir, e))
 }
 
 /// Makes a rename in `dir` durable.

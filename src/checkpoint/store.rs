@@ -100,11 +100,7 @@ impl OutputStore {
     pub fn begin_image(&self, stem: &str) -> Result<PendingImage, StoreError> {
         let target = self.prepare(stem)?;
         let dir = target.parent().unwrap_or(&self.root);
-        let file = tempfile::Builder::new()
-            .prefix(fsutil::TEMP_PREFIX)
-            .tempfile_in(dir)
-            .map_err(|e| FsError::new("cannot create a temporary file in", dir, e))?;
-        Ok(PendingImage::new(file))
+        Ok(PendingImage::new(fsutil::temp_file_in(dir)?))
     }
 
     /// Makes a received image durable as `stem.ext`, then its sidecar, as [`OutputStore::write_image`].

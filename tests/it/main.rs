@@ -9,6 +9,7 @@ mod fuzz_corpora;
 mod hardening;
 mod inputs;
 mod invalid;
+mod modes;
 mod report;
 mod resume;
 mod run;
