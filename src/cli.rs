@@ -46,6 +46,12 @@ pub enum Command {
     Init(InitArgs),
     /// Cancel the server-side batch jobs of a run directory.
     Cancel(CancelArgs),
+    /// Review a run's images in the browser: approve, reject, note, compare (a local web app).
+    Review(ReviewArgs),
+    /// Approve, reject or clear the review mark of tasks (by task id or image path).
+    Mark(MarkArgs),
+    /// Copy the approved (or all) images, their sidecars and a CSV to a directory or a zip file.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +175,54 @@ pub struct ReportArgs {
     /// Print report.json on stdout as well.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    pub dir: PathBuf,
+    /// Port on 127.0.0.1 (default: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Open the app in the system's browser.
+    #[arg(long)]
+    pub open: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("verdict").required(true).args(["approve", "reject", "clear"])))]
+pub struct MarkArgs {
+    pub dir: PathBuf,
+    /// Mark the images approved.
+    #[arg(long)]
+    pub approve: bool,
+    /// Mark the images rejected (`run --reroll-rejected` makes new ones).
+    #[arg(long)]
+    pub reject: bool,
+    /// Back to pending review (the mark and its note are withdrawn).
+    #[arg(long, conflicts_with = "note")]
+    pub clear: bool,
+    /// A note kept with the mark (default: the image's current note).
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+    /// Task ids or image paths (relative to DIR, or paths to the files).
+    #[arg(required = true, value_name = "TASK")]
+    pub tasks: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    pub dir: PathBuf,
+    /// A new directory, or with --zip a new .zip file.
+    pub dest: PathBuf,
+    /// Only approved images (the default).
+    #[arg(long, conflicts_with = "all")]
+    pub approved: bool,
+    /// Every image of the run, whatever its mark.
+    #[arg(long)]
+    pub all: bool,
+    /// Write one zip file instead of a directory.
+    #[arg(long)]
+    pub zip: bool,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,7 @@ pub mod mock;
 pub mod plan;
 pub mod redact;
 pub mod report;
+pub mod review;
 pub mod ui;
 
 /// Logs (`tracing`) go to stderr, filtered by `NANOBATCH_LOG` (default: warnings). Panics are

@@ -46,6 +46,11 @@ impl RunDir {
         ".nanobatch/thumbs"
     }
 
+    /// The review marks (`nanobatch review`, `nanobatch mark`).
+    pub fn review_log(&self) -> PathBuf {
+        self.state().join("review.jsonl")
+    }
+
     pub fn report_json(&self) -> PathBuf {
         self.root.join("report.json")
     }

@@ -2,11 +2,14 @@
 //! exit code; `anyhow` is not needed because every failure maps to a documented code.
 
 pub mod cancel;
+pub mod export;
 pub mod init;
+pub mod mark;
 pub mod mock_server;
 pub mod models;
 pub mod plan;
 pub mod report;
+pub mod review;
 pub mod run;
 pub mod status;
 pub mod validate;
@@ -76,6 +79,9 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::MockServer(args) => mock_server::run(&printer, &args),
         Command::Init(args) => init::run(&printer, &args),
         Command::Cancel(args) => cancel::run(&printer, &args),
+        Command::Review(args) => review::run(&printer, &args),
+        Command::Mark(args) => mark::run(&printer, &args),
+        Command::Export(args) => export::run(&printer, &args),
     };
     match result {
         Ok(code) => code,

@@ -45,19 +45,24 @@ pub fn write_reports(printer: &Printer, dir: &Path, html: bool) -> Result<Vec<St
         printer.verbose(&note);
     }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "report: journal read");
+    let marks = crate::review::read_marks(&run_dir).map_err(|e| e.to_string())?;
+    for note in &marks.notes {
+        printer.warn(note);
+    }
+    let marks = &marks.marks;
     let output_dir = dir.display().to_string();
     let mut paths = vec![run_dir.report_json().display().to_string()];
     if html {
         // The contact sheet shows every task: the whole report is needed anyway.
-        let report = build::build(snapshot, collector.finish(), &output_dir);
+        let report = build::build(snapshot, collector.finish(), &output_dir, marks);
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "report: built");
         crate::report::write_json(&report, &run_dir.report_json()).map_err(|e| e.to_string())?;
         crate::report::html::write(&report, snapshot, dir).map_err(|e| e.to_string())?;
         paths.push(run_dir.report_html().display().to_string());
     } else {
-        let (head, outcomes) = build::summarize(snapshot, collector.finish(), &output_dir);
+        let (head, outcomes) = build::summarize(snapshot, collector.finish(), &output_dir, marks);
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "report: summed up");
-        let tasks = build::entries(snapshot, outcomes);
+        let tasks = build::entries(snapshot, outcomes, marks);
         crate::report::write_json_streamed(&head, tasks, &run_dir.report_json()).map_err(|e| e.to_string())?;
     }
     Ok(paths)

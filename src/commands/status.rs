@@ -12,7 +12,8 @@ use crate::checkpoint::resume::JournalState;
 use crate::checkpoint::snapshot::PlanSnapshot;
 use crate::cli::StatusArgs;
 use crate::exit_code;
-use crate::report::build::outcomes;
+use crate::report::build::{outcomes, review_counts};
+use crate::report::schema::ReviewCounts;
 use crate::ui::{Printer, thousands};
 
 #[derive(Serialize)]
@@ -32,6 +33,9 @@ struct StatusJson {
     remaining_estimate_usd: Usd,
     last_run: Option<String>,
     open_batches: Vec<String>,
+    /// Review marks, once anything was marked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    review: Option<ReviewCounts>,
     next: Option<String>,
 }
 
@@ -45,6 +49,8 @@ pub fn run(printer: &Printer, args: &StatusArgs) -> CommandResult {
         journal::read(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?.unwrap_or_default();
     let state = JournalState::from_records(&contents.records);
     let outcomes = outcomes(&snapshot, &contents.records);
+    let marks = crate::review::read_marks(&run_dir).map_err(|e| CommandError::fatal(e.to_string()))?;
+    let review = (!marks.marks.is_empty()).then(|| review_counts(&outcomes, &marks.marks));
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     let mut by_class: BTreeMap<String, u64> = BTreeMap::new();
     let mut remaining = Usd::ZERO;
@@ -95,6 +101,7 @@ pub fn run(printer: &Printer, args: &StatusArgs) -> CommandResult {
             remaining_estimate_usd: remaining,
             last_run,
             open_batches,
+            review,
             next,
         };
         printer.data(&serde_json::to_string_pretty(&out).unwrap_or_default());
@@ -120,6 +127,21 @@ pub fn run(printer: &Printer, args: &StatusArgs) -> CommandResult {
     ));
     if let Some(l) = &last_run {
         text.push_str(&format!("  last run: {l}\n"));
+    }
+    if let Some(r) = &review {
+        text.push_str(&format!(
+            "  review: {} approved · {} rejected · {} to review\n",
+            thousands(r.approved),
+            thousands(r.rejected),
+            thousands(r.pending)
+        ));
+        if r.rejected > 0 {
+            text.push_str(&format!(
+                "  re-roll the rejected: nanobatch run {} -o {} --reroll-rejected\n",
+                shell_quote(&snapshot.header.manifest),
+                shell_quote(&args.dir.display().to_string())
+            ));
+        }
     }
     for b in &open_batches {
         text.push_str(&format!("  server-side batch job running: {b}\n"));

@@ -2,10 +2,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::schema::{Breakdown, Costs, Drift, Latency, REPORT_VERSION, Report, RunInfo, TaskCounts, TaskEntry, Tokens};
+use super::schema::{
+    Breakdown, Costs, Drift, Latency, REPORT_VERSION, Report, ReviewCounts, RunInfo, TaskCounts, TaskEntry, TaskReview,
+    Tokens,
+};
 use crate::catalog::{TokenCounts, Usd};
 use crate::checkpoint::records::{AttemptRecord, Record, TaskRecord, TaskStatus, now};
 use crate::checkpoint::snapshot::{PlanSnapshot, SnapshotTask};
+use crate::review::log::Verdict;
+use crate::review::marks::Marks;
 
 /// The outcome of one planned task as the journal tells it: only what the report and `status`
 /// show, so that a report of a million tasks never holds the journal's records.
@@ -63,6 +68,8 @@ pub struct Finished {
     pub latency_ms: u64,
     pub size_mismatch: Option<(u32, u32)>,
     pub grounding: Vec<String>,
+    /// The first output's content hash: what a review mark is about.
+    pub image: Option<[u8; 32]>,
 }
 
 impl Finished {
@@ -78,7 +85,16 @@ impl Finished {
             latency_ms: r.latency_ms,
             size_mismatch: r.size_mismatch,
             grounding: r.grounding.iter().map(|g| g.uri.clone()).collect(),
+            image: r.outputs.first().and_then(|o| {
+                let mut hash = [0u8; 32];
+                hex::decode_to_slice(o.content_hash().1, &mut hash).ok().map(|()| hash)
+            }),
         }
+    }
+
+    /// The first output's content hash in hex, as the journal and the review log write it.
+    pub fn image_hex(&self) -> Option<String> {
+        self.image.map(hex::encode)
     }
 
     /// Whether a request was sent for this outcome (a missing input is decided before sending).
@@ -217,15 +233,20 @@ pub fn outcomes(snapshot: &PlanSnapshot, records: &[Record]) -> Vec<TaskOutcome>
 }
 
 /// The whole report.
-pub fn build(snapshot: &PlanSnapshot, collected: Collected, output_dir: &str) -> Report {
-    let (mut report, outcomes) = summarize(snapshot, collected, output_dir);
-    report.tasks = entries(snapshot, outcomes).collect();
+pub fn build(snapshot: &PlanSnapshot, collected: Collected, output_dir: &str, marks: &Marks) -> Report {
+    let (mut report, outcomes) = summarize(snapshot, collected, output_dir, marks);
+    report.tasks = entries(snapshot, outcomes, marks).collect();
     report
 }
 
 /// The report without its task entries (`tasks` is empty), and the outcomes to make them from
 /// with [`entries`]: a report of many tasks can be written entry by entry, never whole.
-pub fn summarize(snapshot: &PlanSnapshot, collected: Collected, output_dir: &str) -> (Report, Vec<TaskOutcome>) {
+pub fn summarize(
+    snapshot: &PlanSnapshot,
+    collected: Collected,
+    output_dir: &str,
+    marks: &Marks,
+) -> (Report, Vec<TaskOutcome>) {
     let Collected { tasks: outcomes, runs } = collected;
     let mut totals = Acc::default();
     let mut by_model: BTreeMap<String, Acc> = BTreeMap::new();
@@ -270,14 +291,32 @@ pub fn summarize(snapshot: &PlanSnapshot, collected: Collected, output_dir: &str
                 tasks: n,
             })
             .collect(),
+        review: (!marks.is_empty()).then(|| review_counts(&outcomes, marks)),
         tasks: Vec::new(),
     };
     (report, outcomes)
 }
 
+/// Tasks with an image, by the mark on it.
+pub fn review_counts(outcomes: &[TaskOutcome], marks: &Marks) -> ReviewCounts {
+    let mut counts = ReviewCounts::default();
+    for image in outcomes.iter().filter_map(|o| o.last.as_ref().filter(|r| r.status == TaskStatus::Succeeded)) {
+        match marks.verdict(image.image_hex().as_deref()) {
+            Some(Verdict::Approved) => counts.approved += 1,
+            Some(Verdict::Rejected) => counts.rejected += 1,
+            _ => counts.pending += 1,
+        }
+    }
+    counts
+}
+
 /// The task entries, in plan order, made as they are consumed.
-pub fn entries(snapshot: &PlanSnapshot, outcomes: Vec<TaskOutcome>) -> impl Iterator<Item = TaskEntry> + '_ {
-    snapshot.tasks.iter().zip(outcomes).map(|(task, outcome)| task_entry(task, outcome))
+pub fn entries<'a>(
+    snapshot: &'a PlanSnapshot,
+    outcomes: Vec<TaskOutcome>,
+    marks: &'a Marks,
+) -> impl Iterator<Item = TaskEntry> + 'a {
+    snapshot.tasks.iter().zip(outcomes).map(move |(task, outcome)| task_entry(task, outcome, marks))
 }
 
 fn run_info(snapshot: &PlanSnapshot, runs: RunsSeen, output_dir: &str) -> RunInfo {
@@ -306,8 +345,14 @@ fn run_info(snapshot: &PlanSnapshot, runs: RunsSeen, output_dir: &str) -> RunInf
 }
 
 /// The report's entry for a task; the outcome's strings are moved, not copied.
-fn task_entry(task: &SnapshotTask, outcome: TaskOutcome) -> TaskEntry {
+fn task_entry(task: &SnapshotTask, outcome: TaskOutcome, marks: &Marks) -> TaskEntry {
     let (actual, cost, possibly) = (outcome.actual_usage(), outcome.actual_cost(), outcome.possibly_billed());
+    let review = outcome
+        .last
+        .as_ref()
+        .filter(|r| r.status == TaskStatus::Succeeded)
+        .and_then(|r| marks.get(&r.image_hex()?))
+        .map(|m| TaskReview { mark: m.mark.as_str().to_owned(), note: m.note.clone(), at: m.at.clone() });
     let attempts = outcome.last.as_ref().map_or(outcome.attempts, |r| r.attempts);
     let (mut outputs, mut grounding, mut finish_reason, mut error, mut latency_ms, mut size_mismatch) =
         (Vec::new(), Vec::new(), None, None, None, None);
@@ -341,6 +386,7 @@ fn task_entry(task: &SnapshotTask, outcome: TaskOutcome) -> TaskEntry {
         latency_ms,
         size_mismatch,
         grounding,
+        review,
     }
 }
 

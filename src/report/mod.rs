@@ -47,8 +47,9 @@ struct StreamedReport<'a, I> {
 
 impl<I: Iterator<Item = schema::TaskEntry>> Serialize for StreamedReport<'_, I> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let schema::Report { report_version, run, totals, by_model, by_job, by_size, drift, tasks: _ } = self.head;
-        let mut report = serializer.serialize_struct("Report", 8)?;
+        let schema::Report { report_version, run, totals, by_model, by_job, by_size, drift, review, tasks: _ } =
+            self.head;
+        let mut report = serializer.serialize_struct("Report", 9)?;
         report.serialize_field("report_version", report_version)?;
         report.serialize_field("run", run)?;
         report.serialize_field("totals", totals)?;
@@ -56,6 +57,10 @@ impl<I: Iterator<Item = schema::TaskEntry>> Serialize for StreamedReport<'_, I> 
         report.serialize_field("by_job", by_job)?;
         report.serialize_field("by_size", by_size)?;
         report.serialize_field("drift", drift)?;
+        match review {
+            Some(review) => report.serialize_field("review", review)?,
+            None => report.skip_field("review")?,
+        }
         report.serialize_field("tasks", &Entries(&self.tasks))?;
         report.end()
     }

@@ -21,7 +21,30 @@ pub struct Report {
     pub by_size: BTreeMap<String, Breakdown>,
     /// Where the API's image tokens differ from the catalogue's table.
     pub drift: Vec<Drift>,
+    /// Review marks (`nanobatch review`, `nanobatch mark`); present once anything was marked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewCounts>,
     pub tasks: Vec<TaskEntry>,
+}
+
+/// Tasks with an image, by their review mark.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+pub struct ReviewCounts {
+    pub approved: u64,
+    pub rejected: u64,
+    /// Images nobody marked yet (or whose mark was cleared, or that were re-rolled since).
+    pub pending: u64,
+}
+
+/// A task's review mark: the verdict on its current image.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct TaskReview {
+    /// `approved` or `rejected`.
+    pub mark: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// When it was marked (RFC 3339).
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -180,6 +203,9 @@ pub struct TaskEntry {
     pub size_mismatch: Option<(u32, u32)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grounding: Vec<String>,
+    /// The review mark of the task's current image; absent: pending review (or no image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<TaskReview>,
 }
 
 fn one() -> u32 {
