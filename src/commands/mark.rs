@@ -45,7 +45,20 @@ pub fn run(printer: &Printer, args: &MarkArgs) -> CommandResult {
         v => v.as_str().to_owned(),
     };
     printer.note(&format!("{} {what} ({})", counted(records.len() as u64, "image"), path.display()));
+    refresh_reports(printer, &args.dir);
     Ok(exit_code::OK)
+}
+
+/// Rewrites the reports a run left (report.json, and report.html where there is one) so that
+/// they show the marks; a report that cannot be written is a warning (the marks are saved).
+pub fn refresh_reports(printer: &Printer, dir: &std::path::Path) {
+    let run_dir = RunDir::new(dir);
+    if !run_dir.report_json().exists() {
+        return;
+    }
+    if let Err(e) = super::report::write_reports(printer, dir, run_dir.report_html().exists()) {
+        printer.warn(&format!("the marks are saved, but the report could not be rewritten: {e}"));
+    }
 }
 
 /// The run directory as the review sees it; a directory without a run is bad input.

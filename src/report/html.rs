@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
 
-use super::schema::{Breakdown, Drift, Report, RunInfo, TaskEntry};
+use super::schema::{Breakdown, Drift, Report, ReviewCounts, RunInfo, TaskEntry};
 use super::thumbs;
 use crate::checkpoint::RunDir;
 use crate::checkpoint::snapshot::{PlanSnapshot, SnapshotTask};
@@ -34,6 +34,7 @@ struct View<'a> {
     totals: &'a Breakdown,
     by_model: Vec<(&'a str, &'a Breakdown)>,
     drift: &'a [Drift],
+    review: Option<&'a ReviewCounts>,
     jobs: Vec<JobView>,
     images_expected: usize,
     loading: &'static str,
@@ -65,6 +66,9 @@ struct Cell {
     attempts: u32,
     message: Option<String>,
     sources: Vec<Source>,
+    /// The review mark (`approved`, `rejected`) and its note.
+    review: Option<String>,
+    note: Option<String>,
 }
 
 #[derive(Serialize, Clone)]
@@ -90,6 +94,7 @@ pub fn render(report: &Report, snapshot: &PlanSnapshot, root: &Path) -> String {
         totals: &report.totals,
         by_model: report.by_model.iter().map(|(k, v)| (k.as_str(), v)).collect(),
         drift: &report.drift,
+        review: report.review.as_ref(),
         jobs,
         images_expected: images.len(),
         loading: if embed { "eager" } else { "lazy" },
@@ -234,6 +239,8 @@ fn cell(entry: &TaskEntry, root: &Path, sha_of: &HashMap<&str, &str>, embed: boo
             .filter_map(|u| safe_link(u))
             .map(|uri| Source { title: host_of(&uri).to_owned(), uri })
             .collect(),
+        review: entry.review.as_ref().map(|r| r.mark.clone()),
+        note: entry.review.as_ref().and_then(|r| r.note.clone()),
     }
 }
 

@@ -53,6 +53,17 @@ pub fn ensure(root: &Path, images: &[(String, String)]) -> usize {
     failed.into_inner()
 }
 
+/// The thumbnail of one image (`image_rel` relative to `root`, content hash `hash`), made now
+/// if it is missing; `None` if the image cannot be read or decoded.
+pub fn ensure_one(root: &Path, image_rel: &str, hash: &str) -> Option<PathBuf> {
+    let thumb = root.join(thumb_rel(hash));
+    if thumb.exists() {
+        return Some(thumb);
+    }
+    let _ = fsutil::create_dir_all(&root.join(RunDir::thumbs_rel()));
+    make(&root.join(image_rel), &thumb).then_some(thumb)
+}
+
 /// Reads `image` and writes its thumbnail to `thumb`; false if the image cannot be read or decoded.
 fn make(image: &Path, thumb: &Path) -> bool {
     std::fs::read(image)

@@ -90,11 +90,19 @@ pub struct LogContents {
     pub notes: Vec<String>,
 }
 
+/// The log's length before an append, and its metadata after it (both taken under the lock):
+/// a reader that knew the log up to `before` knows it whole by adding what it appended.
+#[derive(Debug)]
+pub struct Appended {
+    pub before: u64,
+    pub after: Option<std::fs::Metadata>,
+}
+
 /// Appends `records` durably: one write and one fsync, under an exclusive lock of the file
 /// (the log is created with its header first, and the directory synced, when it is new).
-pub fn append(path: &Path, records: &[MarkRecord]) -> Result<(), LogError> {
+pub fn append(path: &Path, records: &[MarkRecord]) -> Result<Appended, LogError> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(Appended { before: 0, after: std::fs::metadata(path).ok() });
     }
     let mut file = fsutil::open_append(path)?;
     flock(&file, FlockOperation::LockExclusive)
@@ -127,7 +135,7 @@ pub fn append(path: &Path, records: &[MarkRecord]) -> Result<(), LogError> {
         fsutil::sync_directory(dir)?;
     }
     // The lock goes with the file.
-    Ok(())
+    Ok(Appended { before: len, after: file.metadata().ok() })
 }
 
 /// Reads the log at `path`; an absent log is an empty one.
@@ -170,7 +178,10 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<LogContents, LogError> {
 fn check_header(path: &Path) -> Result<(), LogError> {
     let file = fsutil::open(path).map_err(|e| FsError::new("cannot open", path, e))?;
     let mut first = Vec::new();
-    BufReader::new(file).take(64 << 10).read_until(b'\n', &mut first).map_err(|e| FsError::new("cannot read", path, e))?;
+    BufReader::new(file)
+        .take(64 << 10)
+        .read_until(b'\n', &mut first)
+        .map_err(|e| FsError::new("cannot read", path, e))?;
     parse_header(path, first.strip_suffix(b"\n").unwrap_or(&first)).map(|_| ())
 }
 
@@ -189,17 +200,24 @@ fn parse_header(path: &Path, line: &[u8]) -> Result<LogHeader, LogError> {
 /// Cuts a partial last line (a writer died mid-line), so the next mark starts on its own line.
 /// Runs under the append lock.
 fn cut_torn_tail(path: &Path, len: u64) -> Result<(), FsError> {
-    let mut file =
-        std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| FsError::new("cannot open", path, e))?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| FsError::new("cannot open", path, e))?;
     let mut last = [0u8; 1];
-    file.seek(SeekFrom::Start(len - 1)).and_then(|_| file.read_exact(&mut last)).map_err(|e| FsError::new("cannot read", path, e))?;
+    file.seek(SeekFrom::Start(len - 1))
+        .and_then(|_| file.read_exact(&mut last))
+        .map_err(|e| FsError::new("cannot read", path, e))?;
     if last[0] == b'\n' {
         return Ok(());
     }
     // Marks are short: the last newline is near the end.
     let from = len.saturating_sub(1 << 20);
     let mut tail = vec![0u8; (len - from) as usize];
-    file.seek(SeekFrom::Start(from)).and_then(|_| file.read_exact(&mut tail)).map_err(|e| FsError::new("cannot read", path, e))?;
+    file.seek(SeekFrom::Start(from))
+        .and_then(|_| file.read_exact(&mut tail))
+        .map_err(|e| FsError::new("cannot read", path, e))?;
     let keep = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| from + i as u64 + 1);
     file.set_len(keep).map_err(|e| FsError::new("cannot truncate", path, e))?;
     file.sync_all().map_err(|e| FsError::new("cannot sync", path, e))
@@ -236,7 +254,8 @@ mod tests {
     fn a_newer_log_is_refused_and_a_foreign_file_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("review.jsonl");
-        std::fs::write(&path, "{\"format\":\"nanobatch-review\",\"version\":9,\"tool\":\"9\",\"created\":\"x\"}\n").unwrap();
+        std::fs::write(&path, "{\"format\":\"nanobatch-review\",\"version\":9,\"tool\":\"9\",\"created\":\"x\"}\n")
+            .unwrap();
         assert!(matches!(read(&path), Err(LogError::NewerFormat { found: 9, .. })));
         assert!(matches!(append(&path, &[mark("a", Verdict::Approved)]), Err(LogError::NewerFormat { .. })));
         std::fs::write(&path, "hello\n").unwrap();

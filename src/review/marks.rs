@@ -61,7 +61,8 @@ mod tests {
 
     #[test]
     fn the_last_record_wins_and_clear_means_pending() {
-        let r = |image: &str, mark, note: Option<&str>| MarkRecord::new(image, "id", "p", mark, note.map(str::to_owned));
+        let r =
+            |image: &str, mark, note: Option<&str>| MarkRecord::new(image, "id", "p", mark, note.map(str::to_owned));
         let marks = Marks::from_records([
             r("a", Verdict::Rejected, Some("too dark")),
             r("a", Verdict::Approved, None),

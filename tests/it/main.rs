@@ -12,6 +12,7 @@ mod invalid;
 mod modes;
 mod report;
 mod resume;
+mod review;
 mod run;
 mod run_home;
 mod schemas;

@@ -196,3 +196,105 @@ pub fn paste(dir: &Path, command: &str) -> Output {
     }
     cmd.output().unwrap()
 }
+
+/// `nanobatch review DIR` as a child process; killed (SIGKILL) when dropped.
+pub struct ReviewProcess {
+    pub child: std::process::Child,
+    /// The app's address, token included (the first line the command prints).
+    pub url: String,
+}
+
+impl ReviewProcess {
+    pub fn start(workspace: &Path, dir: &str) -> ReviewProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("nanobatch"))
+            .args(["review", dir])
+            .current_dir(workspace)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().to_owned();
+        assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'), "the URL is printed first: {url:?}");
+        ReviewProcess { child, url }
+    }
+
+    /// Ends the server as a crash would (SIGKILL: no chance to flush anything).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ReviewProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Debian's chromedriver on a free loopback port, driving headless chromium; `None` (with
+/// `NANOBATCH_SKIP_BROWSER` set) where they are not installed.
+pub struct ChromeDriver {
+    child: std::process::Child,
+    pub url: String,
+    profile: tempfile::TempDir,
+}
+
+impl ChromeDriver {
+    pub fn start() -> Option<ChromeDriver> {
+        let driver = ["/usr/bin/chromedriver", "chromedriver"]
+            .into_iter()
+            .find(|d| std::process::Command::new(d).arg("--version").output().is_ok_and(|o| o.status.success()));
+        let Some(driver) = driver else {
+            assert!(
+                std::env::var_os("NANOBATCH_SKIP_BROWSER").is_some(),
+                "chromedriver is not installed (apt-get install chromium-driver); set NANOBATCH_SKIP_BROWSER=1 to skip"
+            );
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(ChromeDriver { child, url: format!("http://127.0.0.1:{port}"), profile: tempfile::tempdir().unwrap() })
+    }
+
+    /// A browser session: headless chromium, 1280×900, nothing from the network.
+    pub async fn session(&self) -> fantoccini::Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1280,900", "--force-device-scale-factor=1", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    format!("--user-data-dir={}", self.profile.path().display()),
+                ]
+            }),
+        );
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a chromium session")
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,321 @@
+//! Review: the web app in a real browser (Debian's chromium through chromedriver), marks from the
+//! command line, marks surviving a kill, and export.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fantoccini::Locator;
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
+use nanobatch::mock::MockConfig;
+
+use crate::support::{ChromeDriver, Emulator, ReviewProcess, Workspace, assert_code, stderr};
+
+/// 20 tasks: 10 rows × 2 sizes.
+pub fn twenty_tasks() -> String {
+    let rows: String = (0..10).map(|i| format!("      - {{ key: \"item-{i:02}\" }}\n")).collect();
+    format!(
+        "version: 1\nname: review-me\ndefaults:\n  model: gemini-3.1-flash-image-preview\n  modalities: [image]\njobs:\n  grid:\n    vars:\n{rows}    prompt: \"item {{{{ key }}}}\"\n    sizes: [\"1:1@512\", \"16:9@512\"]\n"
+    )
+}
+
+fn workspace_with_a_run() -> (Workspace, Emulator) {
+    let ws = Workspace::new();
+    ws.write("m.yaml", &twenty_tasks());
+    let emulator = Emulator::start(MockConfig::default());
+    assert_code(&ws.run(&emulator, "m.yaml", &["-j", "8"]), 0);
+    (ws, emulator)
+}
+
+/// Task id → review mark in report.json (`None`: pending).
+fn report_marks(ws: &Workspace) -> BTreeMap<String, Option<String>> {
+    let out = ws.cmd(None).args(["report", "out"]).output().unwrap();
+    assert_code(&out, 0);
+    ws.report()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap().to_owned(), t["review"]["mark"].as_str().map(str::to_owned)))
+        .collect()
+}
+
+async fn press(client: &fantoccini::Client, key: char) {
+    let keys =
+        KeyActions::new("keyboard".into()).then(KeyAction::Down { value: key }).then(KeyAction::Up { value: key });
+    client.perform_actions(keys).await.unwrap();
+}
+
+async fn wait_for(client: &fantoccini::Client, css: &str) -> fantoccini::elements::Element {
+    match client.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)).await {
+        Ok(element) => element,
+        Err(e) => panic!("waited for `{css}`: {e}\n{}", client.source().await.unwrap_or_default()),
+    }
+}
+
+async fn mark_of(client: &fantoccini::Client, pos: usize) -> String {
+    let cell = wait_for(client, &format!(".cell[data-pos='{pos}']")).await;
+    cell.attr("data-mark").await.unwrap().unwrap()
+}
+
+/// The colour of the pixel at (x, y) of a PNG screenshot.
+fn pixel(png: &image::RgbaImage, x: f64, y: f64) -> [u8; 3] {
+    let p = png.get_pixel(x as u32, y as u32).0;
+    [p[0], p[1], p[2]]
+}
+
+fn near(a: [u8; 3], b: [u8; 3]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 24)
+}
+
+#[test]
+fn the_review_app_takes_marks_from_keys_and_clicks_and_they_survive_a_reload() {
+    let (ws, _emulator) = workspace_with_a_run();
+    let Some(driver) = ChromeDriver::start() else { return };
+    let mut server = ReviewProcess::start(ws.path(), "out");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let screenshot = runtime.block_on(async {
+        let client = driver.session().await;
+        client.goto(&server.url).await.unwrap();
+        wait_for(&client, "body[data-ready='1']").await;
+        assert_eq!(client.find_all(Locator::Css(".cell")).await.unwrap().len(), 20, "all 20 cells on one screen");
+        assert_eq!(client.title().await.unwrap(), "review-me — nanobatch review");
+
+        // Keyboard: focus the first cell with a click, reject it; the next one too.
+        client.find(Locator::Css(".cell[data-pos='0'] .thumb")).await.unwrap().click().await.unwrap();
+        press(&client, 'r').await;
+        wait_for(&client, ".cell[data-pos='0'][data-mark='rejected']").await;
+        press(&client, Key::Right.into()).await;
+        press(&client, 'r').await;
+        wait_for(&client, ".cell[data-pos='1'][data-mark='rejected']").await;
+        // Clicks: approve the third and fourth.
+        for pos in [2, 3] {
+            let approve = wait_for(&client, &format!(".cell[data-pos='{pos}'] button.approve")).await;
+            approve.click().await.unwrap();
+            wait_for(&client, &format!(".cell[data-pos='{pos}'][data-mark='approved']")).await;
+        }
+        // Keyboard again: three to the right of the focused second cell, approve.
+        for _ in 0..3 {
+            press(&client, Key::Right.into()).await;
+        }
+        wait_for(&client, ".cell[data-pos='4'].focus").await;
+        press(&client, 'a').await;
+        wait_for(&client, ".cell[data-pos='4'][data-mark='approved']").await;
+        wait_for(&client, "body[data-approved='3'][data-rejected='2']").await;
+
+        // A reload shows what the server has on disk.
+        client.refresh().await.unwrap();
+        wait_for(&client, "body[data-ready='1']").await;
+        let mut marks = Vec::new();
+        for pos in 0..20 {
+            marks.push(mark_of(&client, pos).await);
+        }
+        assert_eq!(&marks[..6], ["rejected", "rejected", "approved", "approved", "approved", "pending"]);
+        assert!(marks[5..].iter().all(|m| m == "pending"), "{marks:?}");
+
+        // The screenshot shows the marks: red frame on a rejected cell, green on an approved one,
+        // and pictures (many colours), not a blank page.
+        let png = image::load_from_memory(&client.screenshot().await.unwrap()).unwrap().to_rgba8();
+        let mut rects = Vec::new();
+        for pos in [0, 2, 5] {
+            let cell = client.find(Locator::Css(&format!(".cell[data-pos='{pos}']"))).await.unwrap();
+            rects.push(cell.rectangle().await.unwrap());
+        }
+        client.close().await.unwrap();
+        (png, rects)
+    });
+    let (png, rects) = screenshot;
+    assert!(png.width() == 1280 && png.height() > 600, "the viewport: {}x{}", png.width(), png.height());
+    let frame = |(x, y, _w, h): (f64, f64, f64, f64)| pixel(&png, x + 2.0, y + h / 2.0);
+    assert!(near(frame(rects[0]), [180, 35, 24]), "rejected: red frame, got {:?}", frame(rects[0]));
+    assert!(near(frame(rects[1]), [18, 128, 92]), "approved: green frame, got {:?}", frame(rects[1]));
+    assert!(!near(frame(rects[2]), [180, 35, 24]) && !near(frame(rects[2]), [18, 128, 92]), "pending: neither");
+    let colours: std::collections::HashSet<[u8; 4]> = png.pixels().map(|p| p.0).collect();
+    assert!(colours.len() > 500, "thumbnails are drawn ({} colours)", colours.len());
+
+    // report.json, made from the run directory alone after the server is gone, has the marks.
+    server.kill();
+    let marks = report_marks(&ws);
+    let count = |m: &str| marks.values().filter(|v| v.as_deref() == Some(m)).count();
+    assert_eq!((count("approved"), count("rejected")), (3, 2), "{marks:?}");
+    assert_eq!(marks["grid/item-00/1:1@512"].as_deref(), Some("rejected"));
+    assert_eq!(ws.report()["review"], serde_json::json!({"approved": 3, "rejected": 2, "pending": 15}));
+}
+
+/// POSTs one mark; the answer's status.
+fn post_mark(url: &str, image: &str, mark: &str) -> Option<u16> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .post(format!("{url}api/marks"))
+            .json(&serde_json::json!({"marks": [{"image": image, "mark": mark}]}))
+            .send()
+            .await
+            .ok()?;
+        Some(response.status().as_u16())
+    })
+}
+
+fn images_of(url: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let page: serde_json::Value = runtime
+        .block_on(async { reqwest::get(format!("{url}api/tasks?limit=100")).await.unwrap().json().await.unwrap() });
+    page["items"].as_array().unwrap().iter().map(|i| i["image"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn a_kill_during_review_loses_no_confirmed_mark() {
+    let (ws, _emulator) = workspace_with_a_run();
+    let mut server = ReviewProcess::start(ws.path(), "out");
+    let images = images_of(&server.url);
+    assert_eq!(images.len(), 20);
+    // Marks go in one after another while the server is killed; every one answered 200 must
+    // be on disk.
+    let url = server.url.clone();
+    let marker = std::thread::spawn(move || {
+        let mut confirmed = Vec::new();
+        for (n, image) in images.iter().enumerate().cycle().take(5000) {
+            let mark = if n % 2 == 0 { "rejected" } else { "approved" };
+            match post_mark(&url, image, mark) {
+                Some(200) => confirmed.push((image.clone(), mark)),
+                Some(other) => panic!("mark answered {other}"),
+                None => break,
+            }
+        }
+        confirmed
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    server.kill();
+    let confirmed = marker.join().unwrap();
+    assert!(!confirmed.is_empty() && confirmed.len() < 5000, "the kill came mid-review ({} marks)", confirmed.len());
+    // The last confirmed mark of each image is the one in force.
+    let mut expected: BTreeMap<String, &str> = BTreeMap::new();
+    for (image, mark) in &confirmed {
+        expected.insert(image.clone(), mark);
+    }
+    let log = std::fs::read_to_string(ws.out().join(".nanobatch/review.jsonl")).unwrap();
+    let mut on_disk: BTreeMap<String, String> = BTreeMap::new();
+    for line in log.lines().skip(1) {
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        on_disk.insert(record["image"].as_str().unwrap().to_owned(), record["mark"].as_str().unwrap().to_owned());
+    }
+    for image in expected.keys() {
+        assert!(on_disk.contains_key(image), "a confirmed mark of {image} is on disk");
+    }
+    // Marks went one at a time: only the one in flight at the kill may be on disk unconfirmed.
+    let differ = expected.iter().filter(|(image, mark)| on_disk[*image] != **mark).count();
+    assert!(differ <= 1, "{differ} images show another mark than their last confirmed one");
+    // The run directory reads back whole after the kill.
+    let status = ws.cmd(None).args(["status", "out", "--json"]).output().unwrap();
+    assert_code(&status, 0);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let review = &status["review"];
+    assert_eq!(
+        review["approved"].as_u64().unwrap()
+            + review["rejected"].as_u64().unwrap()
+            + review["pending"].as_u64().unwrap(),
+        20
+    );
+}
+
+#[test]
+fn mark_takes_ids_and_paths_reports_every_bad_name_and_shows_in_status() {
+    let (ws, _emulator) = workspace_with_a_run();
+    let mark = |args: &[&str]| ws.cmd(None).arg("mark").arg("out").args(args).output().unwrap();
+    // Bad names: all reported, nothing written.
+    let out = mark(&["--reject", "grid/item-00/1:1@512", "grid/item-99/1:1@512", "nope.png"]);
+    assert_code(&out, 3);
+    let text = stderr(&out);
+    assert!(text.contains("`grid/item-99/1:1@512`") && text.contains("did you mean"), "{text}");
+    assert!(text.contains("`nope.png`"), "{text}");
+    assert!(!ws.out().join(".nanobatch/review.jsonl").exists(), "nothing written");
+    // An id, a path relative to the run directory, and a path from here.
+    let path_from_here = {
+        let images = crate::support::images(&ws.out());
+        images[0].strip_prefix(ws.path()).unwrap().display().to_string()
+    };
+    assert_code(&mark(&["--reject", "--note", "too dark", "grid/item-03/1:1@512", "grid/item-04-16x9-512.png"]), 0);
+    assert_code(&mark(&["--approve", &path_from_here]), 0);
+    let marks = report_marks(&ws);
+    assert_eq!(marks.values().filter(|m| m.as_deref() == Some("rejected")).count(), 2, "{marks:?}");
+    assert_eq!(marks.values().filter(|m| m.as_deref() == Some("approved")).count(), 1, "{marks:?}");
+    let note =
+        ws.report()["tasks"].as_array().unwrap().iter().find(|t| t["id"] == "grid/item-03/1:1@512").unwrap()["review"]
+            ["note"]
+            .clone();
+    assert_eq!(note, "too dark");
+    // Approving keeps the note; clearing drops mark and note.
+    assert_code(&mark(&["--approve", "grid/item-03/1:1@512"]), 0);
+    assert_code(&mark(&["--clear", "grid/item-04/16:9@512"]), 0);
+    let status = ws.cmd(None).args(["status", "out"]).output().unwrap();
+    assert_code(&status, 0);
+    let text = crate::support::stdout(&status);
+    assert!(text.contains("review: 2 approved · 0 rejected · 18 to review"), "{text}");
+    let report = ws.report();
+    let item3 = report["tasks"].as_array().unwrap().iter().find(|t| t["id"] == "grid/item-03/1:1@512").unwrap();
+    assert_eq!(item3["review"]["mark"], "approved");
+    assert_eq!(item3["review"]["note"], "too dark");
+    // The HTML report shows the marks.
+    let html = std::fs::read_to_string(ws.out().join("report.html")).unwrap();
+    assert!(html.contains("mark-approved"), "report.html shows marks");
+}
+
+#[test]
+fn export_approved_zip_holds_exactly_the_approved_images_and_a_csv_that_parses() {
+    let (ws, _emulator) = workspace_with_a_run();
+    let approved = ["grid/item-01/1:1@512", "grid/item-05/16:9@512", "grid/item-09/1:1@512"];
+    let out = ws
+        .cmd(None)
+        .args(["mark", "out", "--approve", "--note", "ship it, \"as is\""])
+        .args(approved)
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    assert_code(&ws.cmd(None).args(["mark", "out", "--reject", "grid/item-02/1:1@512"]).output().unwrap(), 0);
+
+    let out = ws.cmd(None).args(["export", "out", "approved.zip", "--approved", "--zip"]).output().unwrap();
+    assert_code(&out, 0);
+    let file = std::fs::File::open(ws.path().join("approved.zip")).unwrap();
+    let mut zip = zip::ZipArchive::new(file).unwrap();
+    let mut names: Vec<String> = zip.file_names().map(|n| n.unwrap().into_owned()).collect();
+    names.sort();
+    let expected_images = ["grid/item-01-1x1-512.png", "grid/item-05-16x9-512.png", "grid/item-09-1x1-512.png"];
+    let mut expected: Vec<String> = expected_images.iter().map(|s| (*s).to_owned()).collect();
+    expected.extend(expected_images.iter().map(|s| s.replace(".png", ".json")));
+    expected.push("export.csv".into());
+    expected.sort();
+    assert_eq!(names, expected);
+    for image in expected_images {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut zip.by_name(image).unwrap(), &mut bytes).unwrap();
+        assert_eq!(bytes, std::fs::read(ws.out().join(image)).unwrap(), "{image} is the run's image");
+    }
+    let mut csv_text = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("export.csv").unwrap(), &mut csv_text).unwrap();
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let headers: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(headers, ["id", "key", "job", "model", "size", "path", "cost_usd", "mark", "note"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    let paths: Vec<&str> = rows.iter().map(|r| &r[5]).collect();
+    assert_eq!(paths, expected_images);
+    assert!(rows.iter().all(|r| &r[7] == "approved" && &r[8] == "ship it, \"as is\"" && &r[2] == "grid"));
+    assert_eq!(&rows[1][1], "item-05");
+    assert_eq!(&rows[1][4], "16:9@512");
+    let report = ws.report();
+    let cost =
+        report["tasks"].as_array().unwrap().iter().find(|t| t["id"] == approved[0]).unwrap()["cost_usd"]["actual"]
+            .as_f64()
+            .unwrap();
+    assert!((rows[0][6].parse::<f64>().unwrap() - cost).abs() < 1e-9, "the task's cost");
+
+    // A second export to the same file is refused; --all into a directory takes every image.
+    let again = ws.cmd(None).args(["export", "out", "approved.zip", "--zip"]).output().unwrap();
+    assert_code(&again, 3);
+    assert_code(&ws.cmd(None).args(["export", "out", "everything", "--all"]).output().unwrap(), 0);
+    assert_eq!(crate::support::images(&ws.path().join("everything")).len(), 20);
+    let csv_all = std::fs::read_to_string(ws.path().join("everything/export.csv")).unwrap();
+    assert_eq!(csv_all.lines().count(), 21);
+    assert!(csv_all.contains(",rejected,") && csv_all.contains(",pending,"));
+    // Exporting into the run directory is refused.
+    assert_code(&ws.cmd(None).args(["export", "out", "out/export"]).output().unwrap(), 3);
+}
