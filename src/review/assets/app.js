@@ -210,15 +210,20 @@
     el.appendChild(meta);
     el.appendChild(text("div", "label", `${item.job} · ${item.label} · $${item.cost_usd.toFixed(4)}`));
     if (item.image) {
-      const actions = document.createElement("div");
-      actions.className = "actions";
-      actions.appendChild(button("approve" + (item.mark === "approved" ? " on" : ""), "✓", "approve (a)"));
-      actions.appendChild(button("reject" + (item.mark === "rejected" ? " on" : ""), "✗", "reject (r)"));
-      actions.appendChild(text("span", "badge " + item.mark, item.mark));
-      el.appendChild(actions);
+      el.appendChild(markButtons(item));
       if (item.note) el.appendChild(text("div", "note", item.note));
     }
     return el;
+  }
+
+  // Approve and reject buttons (lit for the mark in force) and the mark's badge.
+  function markButtons(item) {
+    const actions = document.createElement("div");
+    actions.className = "actions";
+    actions.appendChild(button("approve" + (item.mark === "approved" ? " on" : ""), "✓", "approve (a)"));
+    actions.appendChild(button("reject" + (item.mark === "rejected" ? " on" : ""), "✗", "reject (r)"));
+    actions.appendChild(text("span", "badge " + item.mark, item.mark));
+    return actions;
   }
 
   function text(tag, className, content) {
@@ -483,14 +488,7 @@
         card.appendChild(img);
       } else card.appendChild(text("div", "empty", item.error || item.status));
       card.appendChild(text("div", "", item.label));
-      if (item.image) {
-        const actions = document.createElement("div");
-        actions.className = "actions";
-        actions.appendChild(button("approve" + (item.mark === "approved" ? " on" : ""), "✓", "approve"));
-        actions.appendChild(button("reject" + (item.mark === "rejected" ? " on" : ""), "✗", "reject"));
-        actions.appendChild(text("span", "badge " + item.mark, item.mark));
-        card.appendChild(actions);
-      }
+      if (item.image) card.appendChild(markButtons(item));
       card._item = item;
       box.appendChild(card);
     }
