@@ -18,7 +18,7 @@ pub fn run(printer: &Printer, args: &MarkArgs) -> CommandResult {
         for p in &problems {
             printer.error(p);
         }
-        CommandError { code: exit_code::INVALID_INPUT, message: String::new(), hint: None, printed: true }
+        CommandError::printed(exit_code::INVALID_INPUT)
     })?;
     let verdict = if args.approve {
         Verdict::Approved
