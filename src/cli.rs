@@ -26,11 +26,24 @@ pub struct GlobalArgs {
     pub quiet: bool,
 }
 
+/// What `validate --help` and `plan --help` say about the inputs a manifest reads
+/// (docs/manifest.md has the whole story).
+const MANIFEST_INPUTS: &str = "\
+Manifest inputs (docs/manifest.md):
+  sizes  ratio@size: 512 (also 512px, 0.5K), 1K, 2K, 4K; a lowercase k is read as K
+  vars   a CSV file: `,` `;` or tab, detected from the header (or `delimiter:` next to `vars:`),
+         UTF-8 with or without a byte-order mark, CRLF or LF;
+         a spreadsheet (.xlsx .xlsm .xlsb .xls .ods): the first sheet, or `sheet:` next to
+         `vars:`; numbers as a CSV export shows them (12, not 12.0), dates as ISO 8601;
+         or inline rows";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a manifest, its CSV files and reference images; report every problem. No network.
+    #[command(after_help = MANIFEST_INPUTS)]
     Validate(ValidateArgs),
     /// Show the tasks, what is already done and why the rest must run, and the exact cost. No network.
+    #[command(after_help = MANIFEST_INPUTS)]
     Plan(PlanArgs),
     /// Run a manifest (resumes from the output directory's journal).
     Run(Box<RunArgs>),

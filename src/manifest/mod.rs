@@ -9,6 +9,7 @@ pub mod load;
 pub mod locate;
 pub mod model;
 pub mod schema;
+pub mod sheet;
 pub mod template;
 pub mod validate;
 pub mod vars;

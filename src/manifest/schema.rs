@@ -230,9 +230,17 @@ pub struct RawJob {
     /// Free text, shown in the report.
     #[serde(default)]
     pub description: Option<String>,
-    /// Variable rows: a CSV file (relative to the manifest) or a list of maps.
+    /// Variable rows: a CSV file or a spreadsheet (`.xlsx`, `.xls`, `.ods`; relative to the
+    /// manifest), or a list of maps.
     #[serde(default)]
     pub vars: Option<RawVars>,
+    /// The CSV file's delimiter: `","`, `";"`, `"\t"` (or `tab`), `"|"`; default: detected from
+    /// the header line.
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// The spreadsheet's sheet, by name; default: the first.
+    #[serde(default)]
+    pub sheet: Option<String>,
     /// Column that names each row (unique); used in output names, ids and `from:` matching.
     #[serde(default)]
     pub key: Option<String>,
@@ -350,18 +358,18 @@ impl JsonSchema for RawSize {
     }
 }
 
-/// A CSV file path, or inline rows (a list of maps of strings).
+/// A CSV or spreadsheet file path, or inline rows (a list of maps of strings).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawVars {
-    Csv(String),
+    File(String),
     Inline(Vec<IndexMap<String, String>>),
 }
 
 impl<'de> Deserialize<'de> for RawVars {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         UntaggedEnumVisitor::new()
-            .expecting("a CSV file path or a list of rows (maps of column: value)")
-            .string(|s| Ok(RawVars::Csv(s.to_owned())))
+            .expecting("a CSV or spreadsheet file path, or a list of rows (maps of column: value)")
+            .string(|s| Ok(RawVars::File(s.to_owned())))
             .seq(|seq| seq.deserialize().map(RawVars::Inline))
             .deserialize(d)
     }
@@ -373,7 +381,7 @@ impl JsonSchema for RawVars {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A CSV file (relative to the manifest) or inline rows.",
+            "description": "A CSV file or a spreadsheet (.xlsx, .xls, .ods), relative to the manifest, or inline rows.",
             "oneOf": [
                 {"type": "string"},
                 {"type": "array", "items": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}}

@@ -24,6 +24,7 @@ use super::schema::{
     RawAuth, RawDefaults, RawEndpoint, RawFrom, RawGrounding, RawJob, RawLimits, RawModality, RawModel, RawPrompts,
     RawRef, RawRefKind, RawRetry, RawSize, RawThinking, RawVars,
 };
+use super::sheet::{is_spreadsheet, load_sheet};
 use super::template::{Template, Templates, Vars};
 use super::vars::{Row, RowSource, Rows, inline_rows, load_csv};
 use crate::api::http::AuthMode;
@@ -382,11 +383,10 @@ impl Validator<'_> {
     /// Rows of every job; jobs without `vars` that take images `from:` another job inherit its
     /// rows (one instance per upstream row).
     fn all_rows(&mut self, jobs: &IndexMap<String, RawJob>, names: &[String]) -> Vec<Arc<Rows>> {
-        let mut rows: Vec<Option<Arc<Rows>>> = jobs
-            .iter()
-            .map(|(name, job)| job.vars.as_ref().map(|vars| Arc::new(self.rows(name, vars, job.key.as_deref()))))
-            .collect();
+        let mut rows: Vec<Option<Arc<Rows>>> =
+            jobs.iter().map(|(name, job)| job.vars.as_ref().map(|vars| Arc::new(self.rows(name, vars, job)))).collect();
         for (name, job) in jobs {
+            self.check_table_options(name, job);
             if job.vars.is_none() && job.key.is_some() {
                 self.rep.value(
                     &format!("jobs.{name}.key"),
@@ -413,20 +413,64 @@ impl Validator<'_> {
         rows.into_iter().map(|r| r.unwrap_or_else(|| Arc::new(Rows::none()))).collect()
     }
 
-    fn rows(&mut self, job: &str, vars: &RawVars, key: Option<&str>) -> Rows {
+    /// `delimiter:` and `sheet:` say how to read a `vars` file of their kind; anywhere else they
+    /// would be ignored, which is a mistake worth saying.
+    fn check_table_options(&mut self, name: &str, job: &RawJob) {
+        let file = match &job.vars {
+            Some(RawVars::File(f)) => Some(f.as_str()),
+            _ => None,
+        };
+        let sheet = file.is_some_and(|f| is_spreadsheet(Path::new(f)));
+        if job.delimiter.is_some() && (file.is_none() || sheet) {
+            let what =
+                if sheet { "a spreadsheet has no delimiter" } else { "`delimiter` needs `vars:` naming a CSV file" };
+            self.rep.key(&format!("jobs.{name}.delimiter"), what, None);
+        }
+        if job.sheet.is_some() && !sheet {
+            self.rep.key(
+                &format!("jobs.{name}.sheet"),
+                "`sheet` needs `vars:` naming a spreadsheet (.xlsx, .xls, .ods)",
+                None,
+            );
+        }
+        if let Some(d) = &job.delimiter
+            && file.is_some()
+            && !sheet
+            && parse_delimiter(d).is_none()
+        {
+            self.rep.value(
+                &format!("jobs.{name}.delimiter"),
+                format!("`{}` is not a delimiter", d.escape_default()),
+                Some("one character, e.g. \",\", \";\", \"\\t\" (or `tab`), \"|\"".into()),
+            );
+        }
+    }
+
+    fn rows(&mut self, job: &str, vars: &RawVars, raw: &RawJob) -> Rows {
         let path = format!("jobs.{job}.vars");
+        let key = raw.key.as_deref();
         let (source, columns, raw_rows) = match vars {
-            RawVars::Csv(csv) => {
-                if csv.contains("://") {
-                    self.rep.value(&path, format!("`{csv}` is a URL; `vars` must be a local CSV file"), None);
+            RawVars::File(file) => {
+                if file.contains("://") {
+                    self.rep.value(&path, format!("`{file}` is a URL; `vars` must be a local file"), None);
                     return Rows { unreadable: true, ..Rows::none() };
                 }
-                let shown = PathBuf::from(csv);
-                match load_csv(&self.dir.join(csv), &shown) {
-                    Ok((columns, rows)) => (RowSource::Csv(shown), columns, rows),
+                let shown = PathBuf::from(file);
+                let loaded = if is_spreadsheet(&shown) {
+                    load_sheet(&self.dir.join(file), &shown, raw.sheet.as_deref()).map(|(sheet, (columns, rows))| {
+                        (RowSource::Sheet { path: shown.clone(), sheet }, columns, rows)
+                    })
+                } else {
+                    let delimiter = raw.delimiter.as_deref().and_then(parse_delimiter);
+                    load_csv(&self.dir.join(file), &shown, delimiter)
+                        .map(|(columns, rows)| (RowSource::Csv(shown.clone()), columns, rows))
+                };
+                match loaded {
+                    Ok(loaded) => loaded,
                     Err(problems) => {
                         for mut d in problems {
-                            if d.position.is_none() {
+                            // A problem with no place in the file is about the manifest's `vars`.
+                            if d.position.is_none() && d.context.is_none() {
                                 d = d.with_context(path.clone()).at(self.rep.index.value(&path), self.rep.source);
                                 d.file = self.rep.file.to_path_buf();
                             }
@@ -504,6 +548,7 @@ impl Validator<'_> {
                     };
                     let where_ = match source {
                         RowSource::Csv(p) => format!(" in {}", p.display()),
+                        RowSource::Sheet { path, sheet } => format!(" of sheet `{sheet}` in {}", path.display()),
                         _ => String::new(),
                     };
                     self.rep.value(
@@ -525,6 +570,14 @@ impl Validator<'_> {
                 let mut d = super::diagnostic::Diagnostic::error(csv, message)
                     .with_context(format!("row {}, from {path}", row.line.saturating_sub(1)));
                 d.position = Some(super::locate::Position { line: row.line, column: 1 });
+                self.rep.push(match help {
+                    Some(h) => d.with_help(h),
+                    None => d,
+                });
+            }
+            RowSource::Sheet { path: file, sheet } => {
+                let d = super::diagnostic::Diagnostic::error(file, message)
+                    .with_context(format!("sheet `{sheet}`, row {}, from {path}", row.line));
                 self.rep.push(match help {
                     Some(h) => d.with_help(h),
                     None => d,
@@ -1707,6 +1760,15 @@ fn escapes_directory(rendered: &str) -> bool {
         || rendered.starts_with('\\')
         || rendered.split(['/', '\\']).any(|c| c == "..")
         || (rendered.len() >= 2 && rendered.as_bytes()[1] == b':')
+}
+
+/// A `delimiter:` value: one ASCII character other than a quote or a line end, or `tab`.
+fn parse_delimiter(text: &str) -> Option<u8> {
+    match text.as_bytes() {
+        _ if text.eq_ignore_ascii_case("tab") => Some(b'\t'),
+        [b] if b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r') && !b.is_ascii_alphanumeric() => Some(*b),
+        _ => None,
+    }
 }
 
 fn line_label(source: &RowSource, line: u32) -> String {

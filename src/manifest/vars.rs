@@ -1,5 +1,10 @@
-//! Variable rows: a CSV file or inline maps, loaded with every problem reported (file, row,
-//! column) and with limits that keep a hostile file from exhausting memory.
+//! Variable rows: a CSV file or inline maps (spreadsheets are in `sheet`), loaded with every
+//! problem reported (file, row, column) and with limits that keep a hostile file from
+//! exhausting memory. CSV files come as spreadsheets export them: `,`, `;` or tab between the
+//! fields (detected from the header line unless `delimiter:` says), a UTF-8 byte-order mark,
+//! CRLF line ends.
+
+use std::io::BufRead;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +27,11 @@ pub enum RowSource {
     /// The job has no `vars`: a single instance with no variables.
     None,
     Csv(PathBuf),
+    /// A spreadsheet file and the sheet read from it.
+    Sheet {
+        path: PathBuf,
+        sheet: String,
+    },
     Inline,
 }
 
@@ -76,6 +86,9 @@ impl Rows {
                 row.key,
                 path.display()
             ),
+            RowSource::Sheet { path, sheet } => {
+                format!("row {} (key `{}`) of sheet `{sheet}` in {}", row.line, row.key, path.display())
+            }
             RowSource::Inline => format!("row {} (key `{}`)", row.line, row.key),
         }
     }
@@ -84,8 +97,12 @@ impl Rows {
 /// Column names, and rows as (line, one value per column).
 pub type RawRows = (Vec<Arc<str>>, Vec<(u32, Vec<Option<Arc<str>>>)>);
 
-/// Reads a CSV file into rows. Returns the problems found instead when there are any.
-pub fn load_csv(path: &Path, shown: &Path) -> Result<RawRows, Vec<Diagnostic>> {
+/// The delimiters recognised in a header line, in the order that breaks a tie.
+const DELIMITERS: [u8; 3] = [b',', b';', b'\t'];
+
+/// Reads a CSV file into rows, with `delimiter` or the one its header line uses. Returns the
+/// problems found instead when there are any.
+pub fn load_csv(path: &Path, shown: &Path, delimiter: Option<u8>) -> Result<RawRows, Vec<Diagnostic>> {
     let err = |msg: String| vec![Diagnostic::error(shown, msg)];
     let meta = fsutil::metadata(path)
         .map_err(|e| err(format!("cannot read CSV file {}: {}", shown.display(), fsutil::io_reason(&e))))?;
@@ -97,8 +114,15 @@ pub fn load_csv(path: &Path, shown: &Path) -> Result<RawRows, Vec<Diagnostic>> {
     }
     let file =
         fsutil::open(path).map_err(|e| err(format!("cannot open {}: {}", shown.display(), fsutil::io_reason(&e))))?;
-    let mut reader =
-        csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(std::io::BufReader::new(file));
+    let mut input = std::io::BufReader::with_capacity(64 << 10, file);
+    let head =
+        input.fill_buf().map_err(|e| err(format!("cannot read {}: {}", shown.display(), fsutil::io_reason(&e))))?;
+    // Excel's "CSV UTF-8" starts with a byte-order mark; left in, it would be part of the first
+    // column's name (or break its quotes).
+    let bom = if head.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    let delimiter = delimiter.unwrap_or_else(|| detect_delimiter(&head[bom..]));
+    input.consume(bom);
+    let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).delimiter(delimiter).from_reader(input);
     let headers = match reader.byte_headers() {
         Ok(h) => h.clone(),
         Err(e) => return Err(err(format!("cannot read the header of {}: {e}", shown.display()))),
@@ -145,6 +169,27 @@ pub fn load_csv(path: &Path, shown: &Path) -> Result<RawRows, Vec<Diagnostic>> {
         return Err(vec![Diagnostic::error(shown, format!("CSV file {} has a header but no rows", shown.display()))]);
     }
     Ok((columns, rows))
+}
+
+/// The delimiter of a header line: whichever of `,`, `;` and tab occurs most outside quotes
+/// (a European Excel writes `sku;name;color`), `,` when none does (a single column).
+pub fn detect_delimiter(head: &[u8]) -> u8 {
+    let mut counts = [0usize; DELIMITERS.len()];
+    let mut quoted = false;
+    for &b in head {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => break,
+            _ if !quoted => {
+                if let Some(i) = DELIMITERS.iter().position(|d| *d == b) {
+                    counts[i] += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let best = (0..DELIMITERS.len()).rev().max_by_key(|&i| counts[i]).unwrap_or(0);
+    if counts[best] == 0 { b',' } else { DELIMITERS[best] }
 }
 
 fn header_columns(headers: &csv::ByteRecord, shown: &Path, problems: &mut Vec<Diagnostic>) -> Vec<Arc<str>> {
@@ -219,7 +264,7 @@ fn record_values(
     values
 }
 
-fn is_blank(values: &[Option<Arc<str>>]) -> bool {
+pub(super) fn is_blank(values: &[Option<Arc<str>>]) -> bool {
     values.iter().all(|v| v.as_deref().is_none_or(|s| s.trim().is_empty()))
 }
 
@@ -248,4 +293,20 @@ pub fn inline_rows(rows: &[IndexMap<String, String>]) -> RawRows {
         })
         .collect();
     (columns, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delimiter_is_the_one_the_header_uses_most_outside_quotes() {
+        assert_eq!(detect_delimiter(b"sku,name,color\n"), b',');
+        assert_eq!(detect_delimiter(b"sku;name;color\r\nA,1;b;c\r\n"), b';');
+        assert_eq!(detect_delimiter(b"sku\tname\tcolor\n"), b'\t');
+        assert_eq!(detect_delimiter(b"\"a;b\",c\n"), b',');
+        assert_eq!(detect_delimiter(b"sku\n"), b',');
+        assert_eq!(detect_delimiter(b"a;b,c\n"), b',', "a tie goes to the comma");
+        assert_eq!(detect_delimiter(b""), b',');
+    }
 }

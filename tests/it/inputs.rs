@@ -113,3 +113,141 @@ fn sizes_that_are_really_wrong_are_still_refused() {
         assert!(stderr(&out).contains(expect), "{sizes} on {model}: {}", stderr(&out));
     }
 }
+
+/// The prompts sent, by row key, read from the sidecars of a finished run.
+fn prompts_by_key(ws: &Workspace) -> Vec<(String, String)> {
+    let report = ws.report();
+    let mut out: Vec<(String, String)> = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let image = ws.out().join(t["outputs"][0].as_str().unwrap());
+            let sidecar: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(image.with_extension("json")).unwrap()).unwrap();
+            (sidecar["key"].as_str().unwrap().to_owned(), sidecar["prompt"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn table_manifest(vars: &str, extra: &str) -> String {
+    format!(
+        "version: 1\nname: table\ndefaults: {{ model: gemini-3.1-flash-image-preview, modalities: [image], sizes: [\"1:1@512\"] }}\n\
+         jobs:\n  packshot:\n    vars: {vars}\n{extra}    key: sku\n    prompt: \"{{{{ name }}}} in {{{{ color }}}}\"\n"
+    )
+}
+
+#[test]
+fn csv_files_as_spreadsheets_export_them_are_read() {
+    let ws = Workspace::new();
+    // Excel in a European locale: `;`, a byte-order mark, CRLF, a quoted `;` inside a value.
+    let european =
+        "\u{feff}sku;name;color\r\nMUG-001;ceramic mug;\"sage; matte\"\r\nMUG-002;ceramic mug;terracotta\r\n";
+    std::fs::write(ws.path().join("data/european.csv"), european).unwrap();
+    std::fs::write(
+        ws.path().join("data/tabs.tsv"),
+        "sku\tname\tcolor\nMUG-001\tceramic mug\tsage; matte\nMUG-002\tceramic mug\tterracotta\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.path().join("data/pipes.csv"),
+        "sku|name|color\nMUG-001|ceramic mug|sage; matte\nMUG-002|ceramic mug|terracotta\n",
+    )
+    .unwrap();
+    let expected = vec![
+        ("MUG-001".to_owned(), "ceramic mug in sage; matte".to_owned()),
+        ("MUG-002".to_owned(), "ceramic mug in terracotta".to_owned()),
+    ];
+    let emulator = Emulator::start(MockConfig::default());
+    for (vars, extra) in
+        [("data/european.csv", ""), ("data/tabs.tsv", ""), ("data/pipes.csv", "    delimiter: \"|\"\n")]
+    {
+        ws.write("m.yaml", &table_manifest(vars, extra));
+        let out = ws.cmd(None).args(["validate", "m.yaml"]).output().unwrap();
+        assert_code(&out, 0);
+        let _ = std::fs::remove_dir_all(ws.out());
+        assert_code(&ws.run(&emulator, "m.yaml", &[]), 0);
+        assert_eq!(prompts_by_key(&ws), expected, "{vars}");
+    }
+
+    // `delimiter:` where it cannot apply, or not one character, is an error.
+    for (extra, expect) in [
+        ("    delimiter: \"ab\"\n", "`ab` is not a delimiter"),
+        ("    sheet: Products\n", "`sheet` needs `vars:` naming a spreadsheet"),
+    ] {
+        ws.write("m.yaml", &table_manifest("data/european.csv", extra));
+        let out = ws.cmd(None).args(["validate", "m.yaml"]).output().unwrap();
+        assert_code(&out, 3);
+        assert!(stderr(&out).contains(expect), "{}", stderr(&out));
+    }
+}
+
+fn write_products_xlsx(path: &std::path::Path, rows: &[(&str, &str, f64, &str)]) {
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let mut book = Workbook::new();
+    let notes = book.add_worksheet().set_name("Notes").unwrap();
+    notes.write(0, 0, "read me first").unwrap();
+    let sheet = book.add_worksheet().set_name("Products").unwrap();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    for (c, h) in ["sku", "name", "qty", "launch", "color"].iter().enumerate() {
+        sheet.write(0, c as u16, *h).unwrap();
+    }
+    for (r, (sku, name, qty, color)) in rows.iter().enumerate() {
+        let r = r as u32 + 1;
+        sheet.write(r, 0, *sku).unwrap();
+        sheet.write(r, 1, *name).unwrap();
+        sheet.write(r, 2, *qty).unwrap();
+        sheet.write_with_format(r, 3, ExcelDateTime::from_ymd(2026, 3, r as u8).unwrap(), &date).unwrap();
+        sheet.write(r, 4, *color).unwrap();
+    }
+    book.save(path).unwrap();
+}
+
+#[test]
+fn xlsx_files_are_read_with_numbers_and_dates_as_text_and_sheets_by_name() {
+    let ws = Workspace::new();
+    write_products_xlsx(
+        &ws.path().join("data/products.xlsx"),
+        &[("MUG-001", "ceramic mug", 12.0, "sage"), ("MUG-002", "ceramic mug", 2.5, "terracotta")],
+    );
+    let manifest = "version: 1\nname: sheet\ndefaults: { model: gemini-3.1-flash-image-preview, modalities: [image], sizes: [\"1:1@512\"] }\n\
+        jobs:\n  packshot:\n    vars: data/products.xlsx\n    sheet: Products\n    key: sku\n\
+        \x20   prompt: \"{{ qty }} x {{ name }} in {{ color }}, launched {{ launch }}, row {{ row_number }}\"\n";
+    ws.write("m.yaml", manifest);
+    let emulator = Emulator::start(MockConfig::default());
+    assert_code(&ws.run(&emulator, "m.yaml", &[]), 0);
+    assert_eq!(
+        prompts_by_key(&ws),
+        [
+            ("MUG-001".to_owned(), "12 x ceramic mug in sage, launched 2026-03-01, row 2".to_owned()),
+            ("MUG-002".to_owned(), "2.5 x ceramic mug in terracotta, launched 2026-03-02, row 3".to_owned()),
+        ]
+    );
+
+    // Problems name the file, the sheet, the row and the cell.
+    ws.write("typo.yaml", &manifest.replace("sheet: Products", "sheet: Prodcts"));
+    let out = ws.cmd(None).args(["validate", "typo.yaml"]).output().unwrap();
+    assert_code(&out, 3);
+    assert!(stderr(&out).contains("has no sheet `Prodcts`"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did you mean `Products`?"), "{}", stderr(&out));
+
+    write_products_xlsx(
+        &ws.path().join("data/products.xlsx"),
+        &[("MUG-001", "ceramic mug", 12.0, "sage"), ("MUG-001", "ceramic mug", 3.0, "terracotta")],
+    );
+    let out = ws.cmd(None).args(["validate", "m.yaml"]).output().unwrap();
+    assert_code(&out, 3);
+    let err = stderr(&out);
+    assert!(err.contains("duplicate row key `MUG-001` (first seen at row 2)"), "{err}");
+    assert!(err.contains("data/products.xlsx (sheet `Products`, row 3, from jobs.packshot.vars)"), "{err}");
+
+    // Without `sheet:`, the first sheet is read; the error says how to name another.
+    ws.write("first.yaml", &manifest.replace("    sheet: Products\n", ""));
+    let out = ws.cmd(None).args(["validate", "first.yaml"]).output().unwrap();
+    assert_code(&out, 3);
+    let err = stderr(&out);
+    assert!(err.contains("sheet `Notes` of data/products.xlsx has a header but no rows"), "{err}");
+    assert!(err.contains("unless `sheet:` names another; sheets: Notes, Products"), "{err}");
+}
