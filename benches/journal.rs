@@ -36,6 +36,7 @@ fn task_record(i: usize) -> Record {
         response_id: Some("resp".into()),
         text: None,
         size_mismatch: None,
+        usage_reported: None,
         grounding: Vec::new(),
         latency_ms: 12_345,
         at: "2026-11-25T12:00:00Z".into(),

@@ -147,8 +147,8 @@ pub struct RunArgs {
     /// Stream one JSON event per line on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Per-request timeout, e.g. 5m (default 10m, the server's own limit).
-    #[arg(long, value_parser = parse_duration)]
+    /// Per-request timeout, e.g. 5m (default 10m, the server's own limit; at least 1s).
+    #[arg(long, value_parser = parse_timeout)]
     pub timeout: Option<std::time::Duration>,
     /// Requests per minute for a model: MODEL=N (repeatable).
     #[arg(long, value_name = "MODEL=N")]
@@ -300,6 +300,10 @@ pub struct MockServerArgs {
     pub image_safety: f64,
     #[arg(long, default_value_t = 0.0)]
     pub text_only: f64,
+    /// Fraction of image responses a gateway replaces with an HTML 504 after the model ran
+    /// (billed, not delivered).
+    #[arg(long, default_value_t = 0.0)]
+    pub gateway_timeout: f64,
     /// Latency: 0, 200ms, 1s..3s, lognormal:MEDIAN:SIGMA.
     #[arg(long, default_value = "0")]
     pub latency: String,
@@ -324,6 +328,17 @@ pub struct MockServerArgs {
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::api::http::check_timeout(parse_duration(text)?)
+}
+
+/// The command line, or the exit code to leave with: help and version exit 0, a usage error
+/// exits [`exit_code::INVALID_INPUT`](crate::exit_code::INVALID_INPUT) like any other invalid
+/// input (clap's own default is 2, which nanobatch uses for fatal errors).
+pub fn parse() -> Result<Cli, i32> {
+    Cli::try_parse().map_err(|e| crate::ui::usage_error(&e))
 }
 
 #[cfg(test)]

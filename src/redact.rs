@@ -5,6 +5,11 @@
 //! [`redact_url`] and [`redact_text`] scrub `key=` query parameters (and any known key value)
 //! from text that may have come from an HTTP library, before it reaches a log, an error, a
 //! report, a sidecar or the journal.
+//!
+//! A key is scrubbed whatever its length (a proxy's key may be a few characters; redacting a
+//! short word in an error message is the lesser harm), and in the forms it takes on the way:
+//! percent-encoded as in a `?key=` query (upper or lower case hex) and escaped as in a JSON
+//! string, which is how a server that echoes the request shows it.
 
 use std::fmt;
 use std::sync::{OnceLock, RwLock};
@@ -47,14 +52,45 @@ fn known_secrets() -> &'static RwLock<Vec<String>> {
 }
 
 fn remember(value: &str) {
-    // Very short values would redact ordinary words; a real key is 39 characters.
-    if value.len() < 8 {
+    if value.is_empty() {
         return;
     }
     let mut known = known_secrets().write().unwrap_or_else(|e| e.into_inner());
-    if !known.iter().any(|k| k == value) {
-        known.push(value.to_owned());
+    for form in encoded_forms(value) {
+        if !known.contains(&form) {
+            known.push(form);
+        }
     }
+    // Longest first: a form that contains another is replaced whole.
+    known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+}
+
+/// `value` as it may appear in text that echoes a request: itself, form-encoded as reqwest puts
+/// it in a query (`+` for a space), percent-encoded with upper- or lower-case hex, and escaped
+/// as a JSON string (with or without `\/`).
+fn encoded_forms(value: &str) -> Vec<String> {
+    let form: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+    let percent = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let json = json.trim_matches('"').to_owned();
+    let mut forms =
+        vec![value.to_owned(), lower_hex(&form), form, lower_hex(&percent), percent, json.replace('/', "\\/"), json];
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// `%2F` → `%2f`: servers and libraries differ in the case of percent-escapes.
+fn lower_hex(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut chars = encoded.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '%' {
+            out.extend(chars.by_ref().take(2).map(|h| h.to_ascii_lowercase()));
+        }
+    }
+    out
 }
 
 /// Replaces the value of every `key=` query parameter in `url` with `[redacted]`.
@@ -152,6 +188,17 @@ mod tests {
             "error sending request for url (http://127.0.0.1:9/x?alt=1&KEY=[redacted])"
         );
         assert_eq!(redact_url("no query here: monkey=1"), "no query here: monkey=1");
+    }
+
+    #[test]
+    fn short_keys_and_their_encoded_forms_are_scrubbed() {
+        let _s = Secret::new("k/7+ y=");
+        for echoed in ["k/7+ y=", "k%2F7%2B+y%3D", "k%2f7%2b+y%3d", "k%2F7%2B%20y%3D", "k\\/7+ y="] {
+            let text = format!("invalid key {echoed} in request");
+            assert_eq!(redact_text(&text), "invalid key [redacted] in request", "{echoed}");
+        }
+        let _seven = Secret::new("abc1234");
+        assert_eq!(redact_text("API key abc1234 is not valid"), "API key [redacted] is not valid");
     }
 
     #[test]

@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Client, RequestBuilder, StatusCode};
 
 use super::body::ReplyBody;
-use super::status::{RpcStatus, parse_error_body, parse_retry_after};
+use super::status::{RpcStatus, describe_foreign_body, parse_error_body, parse_retry_after};
 use super::{ApiError, ImageApi, RawReply};
-use crate::redact::{Secret, redact_text};
+use crate::redact::{Secret, redact_text, redact_url};
 
 /// How the key travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,6 +47,24 @@ impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions { timeout: Duration::from_secs(600), connect_timeout: Duration::from_secs(15), max_body: 128 << 20 }
     }
+}
+
+/// The shortest per-request timeout accepted. No image request is answered faster, and each
+/// timeout comes after the request was sent, so it may be billed: `--timeout 1ms` would pay for
+/// every request and keep none.
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a per-request timeout is refused, if it is.
+pub fn check_timeout(timeout: Duration) -> Result<Duration, String> {
+    if timeout < MIN_TIMEOUT {
+        return Err(format!(
+            "{} is below the minimum of {}: every request would time out after it was sent, and each may be billed (image generation takes 10 s to 2 min; the default is {})",
+            humantime::format_duration(timeout),
+            humantime::format_duration(MIN_TIMEOUT),
+            humantime::format_duration(HttpOptions::default().timeout),
+        ));
+    }
+    Ok(timeout)
 }
 
 /// Largest error body we read: errors are small; a proxy's HTML page is cut.
@@ -128,11 +146,14 @@ impl HttpApi {
 
     async fn status_error(&self, response: reqwest::Response) -> ApiError {
         let http_status = response.status().as_u16();
-        let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let header = |name| response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
+        let retry_after = header(RETRY_AFTER).as_deref().and_then(parse_retry_after);
+        let content_type = header(CONTENT_TYPE);
+        let location = header(LOCATION);
         let body = read_limited(response, MAX_ERROR_BODY, self.options.timeout).await.unwrap_or_default();
         let status = parse_error_body(&body).unwrap_or_else(|| RpcStatus {
             code: Some(i64::from(http_status)),
-            message: redact_text(&String::from_utf8_lossy(&body[..body.len().min(500)])),
+            message: foreign_message(http_status, content_type.as_deref(), location.as_deref(), &body),
             ..RpcStatus::default()
         });
         ApiError::Status {
@@ -145,6 +166,18 @@ impl HttpApi {
     fn transport_error(&self, error: &reqwest::Error) -> ApiError {
         classify_transport(error, self.options.timeout)
     }
+}
+
+/// The message of an error answer that is not the API's own: where a redirect points (never
+/// followed: it would carry the key elsewhere), or what a gateway's page says.
+fn foreign_message(http_status: u16, content_type: Option<&str>, location: Option<&str>, body: &[u8]) -> String {
+    if (300..400).contains(&http_status) {
+        let target = location.map_or_else(|| "an address it did not give".to_owned(), redact_url);
+        return format!(
+            "redirected to {target} (nanobatch does not follow redirects: the key would go along; if that address is the right one, make it the base URL)"
+        );
+    }
+    format!("{} (not the API's own error: a gateway or proxy answered)", describe_foreign_body(content_type, body))
 }
 
 fn classify_transport(error: &reqwest::Error, timeout: Duration) -> ApiError {

@@ -230,7 +230,7 @@ impl Reply<'_> {
             .any(|d| d.modality.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("IMAGE")));
         if self.image.is_some() && !has_image_detail {
             let image = tokens.output_text.min(expected_image_tokens);
-            tokens.output_image += image;
+            tokens.output_image = tokens.output_image.saturating_add(image);
             tokens.output_text -= image;
         }
         tokens
@@ -245,9 +245,11 @@ pub fn tokens_from_usage(usage: &UsageMetadata) -> TokenCounts {
             .filter(|d| d.modality.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(name)))
             .filter_map(|d| d.token_count)
             .collect();
-        (!found.is_empty()).then(|| found.iter().sum())
+        (!found.is_empty()).then(|| found.iter().fold(0u64, |sum, n| sum.saturating_add(*n)))
     };
-    let prompt = usage.prompt_token_count.unwrap_or(0) + usage.tool_use_prompt_token_count.unwrap_or(0);
+    // Saturating: a hostile server's figures must not overflow (they are flagged as
+    // implausible by the caller).
+    let prompt = usage.prompt_token_count.unwrap_or(0).saturating_add(usage.tool_use_prompt_token_count.unwrap_or(0));
     let input_image = modality(&usage.prompt_tokens_details, "IMAGE").unwrap_or(0).min(prompt);
     let candidates = usage.candidates_token_count.unwrap_or(0);
     let output_image = match modality(&usage.candidates_tokens_details, "IMAGE") {

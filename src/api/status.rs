@@ -42,6 +42,14 @@ impl RpcStatus {
     pub fn is_daily_quota(&self) -> bool {
         self.quota.iter().any(QuotaViolation::is_per_day)
     }
+
+    /// Whether the body is the provider's own error for this status: a `google.rpc.Status` with
+    /// a canonical status name whose `code` is the HTTP status. A gateway's page, a foreign JSON
+    /// body or a mismatched code is something else in between, which may have answered after
+    /// forwarding the request.
+    pub fn is_provider_error(&self, http_status: u16) -> bool {
+        self.status.is_some() && self.code == Some(i64::from(http_status))
+    }
 }
 
 #[derive(Deserialize)]
@@ -73,6 +81,66 @@ pub fn parse_error_body(body: &[u8]) -> Option<RpcStatus> {
         return Some(from_raw(list.remove(0).error));
     }
     None
+}
+
+/// What an error body that is not a `google.rpc.Status` says, on one line: an HTML page's
+/// `<title>` (else its first heading, else its first line of text), or the start of any other
+/// body, whitespace collapsed. A gateway's "504 Gateway Time-out" page reads as that, not as
+/// `<html>`.
+pub fn describe_foreign_body(content_type: Option<&str>, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(64 << 10)]);
+    let html =
+        content_type.is_some_and(|t| t.to_ascii_lowercase().contains("html")) || text.trim_start().starts_with('<');
+    let summary = if html {
+        ["title", "h1", "h2"]
+            .iter()
+            .find_map(|tag| element_text(&text, tag))
+            .unwrap_or_else(|| collapse(&strip_tags(&text)))
+    } else {
+        collapse(&text)
+    };
+    let summary: String = summary.chars().take(200).collect();
+    if summary.is_empty() { "(empty body)".to_owned() } else { summary }
+}
+
+/// The text inside the first `<tag …>…</tag>`, entities decoded, whitespace collapsed.
+fn element_text(html: &str, tag: &str) -> Option<String> {
+    let lower = html.to_ascii_lowercase();
+    let open = lower.find(&format!("<{tag}"))?;
+    let start = open + lower[open..].find('>')? + 1;
+    let end = start + lower[start..].find(&format!("</{tag}"))?;
+    let text = collapse(&decode_entities(&strip_tags(&html[start..end])));
+    (!text.is_empty()).then_some(text)
+}
+
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn decode_entities(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&")
+}
+
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Parses a bare Status (batch per-line errors, operation errors).
@@ -135,7 +203,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 mod tests {
     use std::time::Duration;
 
-    use super::{parse_error_body, parse_proto_duration};
+    use super::{describe_foreign_body, parse_error_body, parse_proto_duration};
 
     #[test]
     fn proto_durations() {
@@ -150,5 +218,23 @@ mod tests {
     fn non_status_bodies_are_none() {
         assert!(parse_error_body(b"<html>502 Bad Gateway</html>").is_none());
         assert!(parse_error_body(b"").is_none());
+    }
+
+    #[test]
+    fn foreign_bodies_are_summed_up_by_their_title_or_first_text() {
+        let nginx = b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n<center><h1>504 Gateway Time-out</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+        assert_eq!(describe_foreign_body(Some("text/html"), nginx), "504 Gateway Time-out");
+        let cloudflare =
+            b"<!DOCTYPE html><html><head><title>example.com | 524: A timeout occurred</title></head></html>";
+        assert_eq!(describe_foreign_body(None, cloudflare), "example.com | 524: A timeout occurred");
+        let untitled = b"<html><body><h1>413 Request Entity &amp; Too Large</h1></body></html>";
+        assert_eq!(describe_foreign_body(Some("text/html"), untitled), "413 Request Entity & Too Large");
+        assert_eq!(describe_foreign_body(Some("text/html"), b"<p>just\n  text</p>"), "just text");
+        let json = br#"{"message": "Endpoint request timed out"}"#;
+        assert_eq!(
+            describe_foreign_body(Some("application/json"), json),
+            r#"{"message": "Endpoint request timed out"}"#
+        );
+        assert_eq!(describe_foreign_body(None, b""), "(empty body)");
     }
 }

@@ -121,7 +121,20 @@ pub struct TokenCounts {
     pub thinking: u64,
 }
 
+/// No request takes or gives more tokens than this (2,097,152: the largest context window any
+/// Gemini model has had). Usage reported beyond it is a broken or hostile server, not a bill.
+pub const MAX_PLAUSIBLE_TOKENS: u64 = 1 << 21;
+
 impl TokenCounts {
+    /// Whether these counts could come from a real request: their sum is within
+    /// [`MAX_PLAUSIBLE_TOKENS`].
+    pub fn is_plausible(&self) -> bool {
+        [self.input_text, self.input_image, self.output_image, self.output_text, self.thinking]
+            .iter()
+            .try_fold(0u64, |sum, n| sum.checked_add(*n))
+            .is_some_and(|sum| sum <= MAX_PLAUSIBLE_TOKENS)
+    }
+
     pub fn add(&mut self, other: &TokenCounts) {
         self.input_text += other.input_text;
         self.input_image += other.input_image;

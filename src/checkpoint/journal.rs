@@ -4,6 +4,8 @@
 //!
 //! Reading is tolerant where a crash can leave damage: a torn last line (the process died in
 //! the middle of a write) is ignored with a note, and the writer cuts it off before appending.
+//! A write that fails part-way (the disk filled up) is cut back to the last whole record at
+//! once, so a full disk leaves no torn line behind, and the error says what happened.
 //! A journal from a newer format version is refused.
 
 use std::fs::File;
@@ -30,6 +32,8 @@ pub struct JournalWriter {
     file: File,
     path: PathBuf,
     buf: Vec<u8>,
+    /// The length of the journal's whole records: where a failed write is cut back to.
+    len: u64,
 }
 
 impl JournalWriter {
@@ -56,7 +60,8 @@ impl JournalWriter {
                 fsutil::sync_directory(dir)?;
             }
         }
-        Ok(JournalWriter { file, path: path.to_path_buf(), buf: Vec::with_capacity(64 << 10) })
+        let len = file.metadata().map_err(|e| FsError::new("cannot read", path, e))?.len();
+        Ok(JournalWriter { file, path: path.to_path_buf(), buf: Vec::with_capacity(64 << 10), len })
     }
 
     pub fn append(&mut self, record: &Record) {
@@ -70,10 +75,19 @@ impl JournalWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&self.buf).map_err(|e| FsError::new("cannot write", &self.path, e))?;
-        self.file.sync_data().map_err(|e| FsError::new("cannot sync", &self.path, e))?;
+        if let Err(e) = self.file.write_all(&self.buf).and_then(|()| self.file.sync_data()) {
+            return Err(self.cut_back(e));
+        }
+        self.len += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
+    }
+
+    /// After a failed write: removes what part of it reached the file, so that the journal ends
+    /// with a whole record (if even that fails, the next run ignores the torn line).
+    fn cut_back(&mut self, error: std::io::Error) -> FsError {
+        let _ = self.file.set_len(self.len).and_then(|()| self.file.sync_all());
+        FsError::new("cannot write", &self.path, error)
     }
 
     pub fn path(&self) -> &Path {
@@ -317,7 +331,7 @@ impl Assembled {
         }
         if let Some(len) = self.torn {
             notes.push(format!(
-                "the last line of {} was cut short by a crash ({len} bytes); it was ignored",
+                "the last line of {} is incomplete ({len} bytes): the run stopped, or its disk filled up, while writing it; it was ignored",
                 path.display()
             ));
         }
@@ -331,7 +345,7 @@ struct Decoded {
     records: Vec<Record>,
     /// (line number, error) of lines that are not records.
     damaged: Vec<(usize, String)>,
-    /// The length of a last line cut short by a crash (only in the journal's last slice).
+    /// The length of an unterminated last line (only in the journal's last slice).
     torn: Option<usize>,
 }
 
@@ -443,7 +457,7 @@ mod tests {
         assert_eq!(contents.records, expected);
         assert_eq!(contents.notes.len(), 2, "{:?}", contents.notes);
         assert!(contents.notes[0].contains("line 31003"), "{:?}", contents.notes);
-        assert!(contents.notes[1].contains("cut short"), "{:?}", contents.notes);
+        assert!(contents.notes[1].contains("is incomplete"), "{:?}", contents.notes);
         let slices = super::line_slices(&bytes, 7, 1);
         assert_eq!(slices.iter().map(|s| s.1.len()).sum::<usize>(), bytes.len());
         assert!(slices.iter().rev().skip(1).all(|s| s.1.ends_with(b"\n")));

@@ -14,6 +14,9 @@ pub mod store;
 
 use std::path::{Path, PathBuf};
 
+/// The state directory's name inside a run directory.
+pub const STATE_DIR: &str = ".nanobatch";
+
 /// Paths of a run directory.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -26,7 +29,7 @@ impl RunDir {
     }
 
     pub fn state(&self) -> PathBuf {
-        self.root.join(".nanobatch")
+        self.root.join(STATE_DIR)
     }
 
     pub fn journal(&self) -> PathBuf {

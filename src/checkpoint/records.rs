@@ -149,6 +149,10 @@ pub struct TaskRecord {
     pub size_mismatch: Option<(u32, u32)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grounding: Vec<GroundingRecord>,
+    /// Usage the server reported beyond what any request can use: `usage` and `cost_usd` are
+    /// then the task's estimate, and this keeps what was claimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_reported: Option<TokenCounts>,
     pub latency_ms: u64,
     pub at: String,
 }

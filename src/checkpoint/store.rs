@@ -293,6 +293,83 @@ struct Targets {
     sidecar_path: PathBuf,
 }
 
+/// Checks, before anything is sent and without writing, that every directory the plan writes to
+/// could be written: each relative directory in `dirs` (and the state directory) exists as a
+/// directory or can be created, resolves inside `root` (no symlink out of it), and is writable.
+/// Returns one line per problem; an image paid for and then thrown away because its directory
+/// was a dangling link or read-only is what this prevents.
+pub fn preflight<'a>(root: &Path, dirs: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let canonical_root = resolve_existing(root);
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    let mut problems = Vec::new();
+    let state = Path::new(super::STATE_DIR);
+    let relative = std::iter::once(Path::new("")).chain(std::iter::once(state)).chain(dirs.into_iter().map(Path::new));
+    for rel in relative {
+        // The deepest folder of the path that exists: the one a write would create the rest in.
+        let mut path = PathBuf::new();
+        let mut deepest = PathBuf::from(".");
+        for part in root.join(rel).components() {
+            path.push(part);
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() => deepest = path.clone(),
+                Ok(_) => {
+                    problems.push(format!("{} exists and is not a folder", path.display()));
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if std::fs::symlink_metadata(&path).is_ok() {
+                        problems.push(format!("{} is a symbolic link to nothing", path.display()));
+                    }
+                    break;
+                }
+                Err(e) => {
+                    problems.push(format!("{} cannot be read: {}", path.display(), fsutil::io_reason(&e)));
+                    break;
+                }
+            }
+        }
+        if !seen.insert(deepest.clone()) {
+            continue;
+        }
+        let real = resolve_existing(&deepest);
+        if deepest.starts_with(root) && deepest != root && !real.starts_with(&canonical_root) {
+            problems.push(format!(
+                "{} resolves outside the output directory (to {}, through a symbolic link); nanobatch does not write there",
+                deepest.display(),
+                real.display()
+            ));
+        } else if let Err(e) = rustix::fs::access(&deepest, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)
+        {
+            problems.push(format!(
+                "{} is not writable: {}",
+                deepest.display(),
+                fsutil::io_reason(&std::io::Error::from(e))
+            ));
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
+/// `path` with symlinks resolved as far as it exists (the rest appended as it is).
+fn resolve_existing(path: &Path) -> PathBuf {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |acc: PathBuf, part| acc.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
 fn refuse_symlink(path: &Path, root: &Path) -> Result<(), StoreError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {

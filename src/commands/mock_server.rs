@@ -35,6 +35,7 @@ pub fn config(args: &MockServerArgs) -> Result<MockConfig, CommandError> {
             truncate: args.truncate,
             image_safety: args.image_safety,
             text_only: args.text_only,
+            gateway_timeout: args.gateway_timeout,
         },
         latency,
         pad_per_megapixel: args.pad_per_megapixel,

@@ -21,7 +21,7 @@ use crate::cli::{Cli, Command};
 use crate::exit_code;
 use crate::manifest::{self, Manifest};
 use crate::plan::Plan;
-use crate::ui::{Printer, Verbosity};
+use crate::ui::{Printer, Verbosity, counted};
 
 /// A command's failure: what to print and the exit code.
 #[derive(Debug)]
@@ -120,6 +120,31 @@ pub fn load_and_plan(printer: &Printer, path: &Path) -> Result<(Manifest, Plan),
             Err(CommandError::printed(exit_code::INVALID_INPUT))
         }
     }
+}
+
+/// Every directory the plan writes to can be written (see [`store::preflight`]): checked before
+/// anything is sent, so that a read-only or symlinked-away folder costs nothing.
+///
+/// [`store::preflight`]: crate::checkpoint::store::preflight
+pub fn check_output_dirs(plan: &Plan, dir: &Path) -> Result<(), CommandError> {
+    let dirs: std::collections::BTreeSet<&str> =
+        plan.tasks.iter().filter_map(|t| t.output.rsplit_once('/').map(|(parent, _)| parent)).collect();
+    let problems = crate::checkpoint::store::preflight(dir, dirs);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 10;
+    let mut message =
+        format!("{} cannot be written; nothing was sent:", counted(problems.len() as u64, "output folder"));
+    for problem in problems.iter().take(SHOWN) {
+        message.push_str("\n  ");
+        message.push_str(problem);
+    }
+    if problems.len() > SHOWN {
+        message.push_str(&format!("\n  … and {} more", problems.len() - SHOWN));
+    }
+    Err(CommandError::invalid(message)
+        .with_hint("fix the folders (or choose another output directory with -o), then run the same command again"))
 }
 
 /// Where a run lives: `-o` (relative to the current directory, like any path on a command

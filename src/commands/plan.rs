@@ -27,6 +27,7 @@ pub fn run(printer: &Printer, args: &PlanArgs) -> CommandResult {
     if let Some(old) = earlier_default_run(&manifest, args.output.as_deref()) {
         warn_with_hints(printer, &earlier_run_error(&manifest, &old, &resume_command(&args.manifest, &old)));
     }
+    super::check_output_dirs(&plan, &dir)?;
     let assessed = assess(&manifest, &plan, &dir, args.retry_failed)?;
     for note in &assessed.notes {
         printer.note(note);

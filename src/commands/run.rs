@@ -51,6 +51,7 @@ pub fn run(printer: &Printer, args: RunArgs) -> CommandResult {
         }
         warn_with_hints(printer, &error);
     }
+    super::check_output_dirs(&plan, &dir)?;
     if args.dry_run {
         let assessed = assess(&manifest, &plan, &dir, args.retry_failed)?;
         print_plan(printer, &manifest, &plan, &dir, &assessed, args.json, false, args.mode);
@@ -498,6 +499,11 @@ pub fn finish(
             printer.error("aborted; requests in flight were abandoned (they may have been billed)");
             printer.hint(&format!("resume with: {resume}"));
             return Ok(exit_code::INTERRUPTED);
+        }
+        Err(ExecError::Journal(e)) if e.is_disk_full() => {
+            return Err(CommandError::fatal(format!("cannot write the journal: {e} (the disk is full)")).with_hint(
+                format!("the journal ends with its last whole record; free some space, then resume with: {resume}"),
+            ));
         }
         Err(e) => {
             return Err(

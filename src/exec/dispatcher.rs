@@ -656,6 +656,7 @@ impl<'s> Dispatcher<'s> {
             text: done.text.clone(),
             size_mismatch: done.size_mismatch,
             grounding: done.grounding.clone(),
+            usage_reported: done.implausible_usage,
             error: strict_failure.then(|| ErrorRecord {
                 class: "size_mismatch".into(),
                 message: format!(
@@ -700,9 +701,14 @@ impl<'s> Dispatcher<'s> {
         self.states[i as usize] = State::Done;
         self.progress.succeeded += 1;
         self.bump_job(i);
-        let note = done
+        let size_note = done
             .size_mismatch
             .map(|(w, h)| format!("size {w}x{h} differs from the catalogue's {}x{}", task.pixels.0, task.pixels.1));
+        let usage_note = done.implausible_usage.map(|reported| implausible_usage_note(&reported, done.cost));
+        let note = match (size_note, usage_note) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
         self.emit_finished(i, "succeeded", attempt, done.cost, done.usage, Some(done.written.path), note);
         for d in self.dependents[i as usize].clone() {
             if let State::Pending(n) = self.states[d as usize] {
@@ -744,6 +750,7 @@ impl<'s> Dispatcher<'s> {
             model_version: done.model_version.clone(),
             response_id: done.response_id.clone(),
             text: done.text.clone(),
+            usage_reported: done.implausible_usage,
             error: Some(ErrorRecord { class: "no_image".into(), message: message.clone(), http: Some(200) }),
             ..base
         };
@@ -795,7 +802,7 @@ impl<'s> Dispatcher<'s> {
                         &message,
                         possibly,
                         latency_ms,
-                        Some(delay),
+                        self.planned_retry(delay),
                     );
                     self.journal.append(&Record::attempt(record));
                     self.schedule_retry(i, attempt, class.name(), message, delay, false);
@@ -835,8 +842,16 @@ impl<'s> Dispatcher<'s> {
         let attempts_left = self.attempts[i as usize] < policy.attempts;
         if class.retryable(&policy) && attempts_left && class != FailureClass::RateLimited {
             let delay = backoff(&policy, self.attempts[i as usize], error.server_delay(), &mut self.rng);
-            let record =
-                self.attempt_record(i, attempt, class.name(), http, &message, possibly, latency_ms, Some(delay));
+            let record = self.attempt_record(
+                i,
+                attempt,
+                class.name(),
+                http,
+                &message,
+                possibly,
+                latency_ms,
+                self.planned_retry(delay),
+            );
             self.journal.append(&Record::attempt(record));
             self.schedule_retry(i, attempt, class.name(), message, delay, class.possibly_billed());
             return;
@@ -852,8 +867,8 @@ impl<'s> Dispatcher<'s> {
             ..base
         };
         let shown = match http {
-            Some(h) => format!("{} (HTTP {h}): {message}", class.name()),
-            None => format!("{}: {message}", class.name()),
+            Some(h) if !message.starts_with(&format!("HTTP {h}")) => format!("{} (HTTP {h}): {message}", class.name()),
+            _ => format!("{}: {message}", class.name()),
         };
         self.finish_failed(i, record, State::Failed, shown);
     }
@@ -878,9 +893,15 @@ impl<'s> Dispatcher<'s> {
         delay: Duration,
         possibly_billed: bool,
     ) {
-        self.progress.retries += 1;
-        self.states[i as usize] = State::Waiting;
-        self.timers.push(Reverse((Instant::now() + delay, i)));
+        let retry_in = self.planned_retry(delay);
+        if retry_in.is_some() {
+            self.progress.retries += 1;
+            self.states[i as usize] = State::Waiting;
+            self.timers.push(Reverse((Instant::now() + delay, i)));
+        } else {
+            // Stopping: nothing more is sent in this run; the task waits for the next one.
+            self.states[i as usize] = State::Ready;
+        }
         let (id, job) = self.names(i);
         self.emit(&Event::AttemptFailed {
             id,
@@ -888,9 +909,15 @@ impl<'s> Dispatcher<'s> {
             attempt,
             class,
             message,
-            retry_in_ms: Some(delay.as_millis() as u64),
+            retry_in_ms: retry_in.map(|d| d.as_millis() as u64),
             possibly_billed,
         });
+    }
+
+    /// The delay of a retry this run will make: none once it is stopping (a retry that will not
+    /// be sent is not announced, nor journaled as planned).
+    fn planned_retry(&self, delay: Duration) -> Option<Duration> {
+        self.stop.is_none().then_some(delay)
     }
 
     fn check_fail_fast(&mut self, i: TaskIndex) {
@@ -961,6 +988,7 @@ impl<'s> Dispatcher<'s> {
             response_id: None,
             text: None,
             size_mismatch: None,
+            usage_reported: None,
             grounding: Vec::new(),
             latency_ms,
             at: now_string(),
@@ -1346,6 +1374,19 @@ async fn lane_next(lane: &mut Option<BatchLane>) -> Option<BatchEvent> {
 /// `max_output_tokens` (sent with the request), else the model's output limit.
 fn output_bound(view: &TaskView<'_>) -> u64 {
     u64::from(view.job.generation.max_output_tokens.unwrap_or(view.model.max_output_tokens))
+}
+
+/// What a task's note says when the server reported more tokens than any request can use.
+fn implausible_usage_note(reported: &TokenCounts, counted: Usd) -> String {
+    let most =
+        [reported.input_text, reported.input_image, reported.output_image, reported.output_text, reported.thinking]
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+    format!(
+        "the server reported implausible usage ({most} tokens in one count; no request can use more than {}); counted at the estimate, {counted}",
+        crate::catalog::MAX_PLAUSIBLE_TOKENS
+    )
 }
 
 fn first_line(text: &str) -> &str {

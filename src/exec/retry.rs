@@ -1,8 +1,16 @@
 //! Failure classes and backoff: pure functions, tested without a network or a clock.
 //!
-//! Classes decide money: a request that never left or that the server refused (4xx, 5xx) was
-//! not billed; one whose outcome is unknown (timeout or connection lost after sending,
-//! truncated or unreadable body) may have been; a 200 without an image is its own outcome.
+//! Classes decide money, by what is known:
+//! - a request that never left, or that the API itself refused (4xx; a 500 or 503 in its own
+//!   `google.rpc.Status` shape, whose code is the HTTP status) was not billed;
+//! - one whose outcome is unknown may have been, and counts against the budget: a timeout or a
+//!   connection lost after sending, a truncated or unreadable body, and every 5xx that can come
+//!   after the model ran: a gateway's 502/504/52x (an nginx or Cloudflare page that timed out
+//!   while the model generated and billed the image), any 5xx with an HTML, foreign or
+//!   unparseable body, and the API's own 504 `DEADLINE_EXCEEDED` (the deadline passed while the
+//!   model was working; Google says failed requests are not charged, but a gateway in front may
+//!   have sent it, and the safe side of a budget is to count it);
+//! - a 200 without an image is its own outcome.
 
 use std::time::Duration;
 
@@ -17,7 +25,8 @@ pub enum FailureClass {
     RateLimited,
     /// 429 with a per-day quota: stop dispatching until the reset.
     DailyQuota,
-    /// 408, 500, 502, 503, 504: retry with backoff. Not billed.
+    /// 408, or a 5xx in the API's own error shape before the model ran (500 INTERNAL, 503
+    /// UNAVAILABLE): retry with backoff. Not billed.
     ServerError,
     /// Connection refused, DNS, TLS: the request never left. Not billed.
     Unreachable,
@@ -25,7 +34,7 @@ pub enum FailureClass {
     Auth,
     /// Other 4xx: the request is wrong; retrying cannot help. Not billed.
     Permanent,
-    /// Timeout, connection lost, truncated or unreadable body: possibly billed.
+    /// Timeout, connection lost, truncated or unreadable body, a gateway's 5xx: possibly billed.
     Unknown,
     /// A response larger than the limit (or endless): possibly billed, never retried.
     TooLarge,
@@ -67,12 +76,23 @@ pub fn classify(error: &ApiError) -> FailureClass {
         ApiError::Status { http_status: 400, status, .. } if status.reason.as_deref() == Some("API_KEY_INVALID") => {
             FailureClass::Auth
         }
+        ApiError::Status { http_status, status, .. } if may_follow_the_model(*http_status, status) => {
+            FailureClass::Unknown
+        }
         ApiError::Status { http_status: 408 | 500..=599, .. } => FailureClass::ServerError,
         ApiError::Status { .. } => FailureClass::Permanent,
         ApiError::Connect(_) => FailureClass::Unreachable,
         ApiError::Timeout(_) | ApiError::ConnectionLost(_) | ApiError::Malformed(_) => FailureClass::Unknown,
         ApiError::BodyTooLarge { .. } => FailureClass::TooLarge,
     }
+}
+
+/// Whether a 5xx may have been sent after the model ran (and billed): the statuses gateways send
+/// when their upstream timed out or failed (502, 504, Cloudflare's 520–527, 598/599), and any
+/// 5xx whose body is not the API's own error for that status.
+fn may_follow_the_model(http_status: u16, status: &crate::api::RpcStatus) -> bool {
+    (500..=599).contains(&http_status)
+        && (matches!(http_status, 502 | 504 | 520..=527 | 598 | 599) || !status.is_provider_error(http_status))
 }
 
 /// Exponential backoff with full jitter: uniform in `[0, min(max, initial × 2^(n-1))]`, then at
@@ -105,8 +125,42 @@ mod tests {
     use crate::api::status::{QuotaViolation, RpcStatus};
     use crate::manifest::model::RetryPolicy;
 
+    /// An error in the API's own shape.
     fn status(code: u16) -> ApiError {
-        ApiError::Status { http_status: code, status: Box::default(), retry_after: None }
+        let status = RpcStatus { code: Some(i64::from(code)), status: Some("X".into()), ..RpcStatus::default() };
+        ApiError::Status { http_status: code, status: Box::new(status), retry_after: None }
+    }
+
+    /// An error whose body is something else (a gateway's page).
+    fn foreign(code: u16) -> ApiError {
+        let status = RpcStatus { code: Some(i64::from(code)), message: "<html>".into(), ..RpcStatus::default() };
+        ApiError::Status { http_status: code, status: Box::new(status), retry_after: None }
+    }
+
+    #[test]
+    fn a_5xx_that_may_follow_the_model_is_possibly_billed() {
+        // The API's own errors before the model ran: not billed.
+        assert_eq!(classify(&status(500)), FailureClass::ServerError);
+        assert_eq!(classify(&status(503)), FailureClass::ServerError);
+        assert_eq!(classify(&status(408)), FailureClass::ServerError);
+        assert_eq!(classify(&foreign(408)), FailureClass::ServerError, "408: the request never got through");
+        // Gateway statuses, whatever their body, and any 5xx page: the model may have run.
+        for code in [502, 504, 520, 524, 527, 598, 599] {
+            assert_eq!(classify(&status(code)), FailureClass::Unknown, "{code}");
+            assert_eq!(classify(&foreign(code)), FailureClass::Unknown, "{code}");
+        }
+        assert_eq!(classify(&foreign(500)), FailureClass::Unknown);
+        assert_eq!(classify(&foreign(503)), FailureClass::Unknown);
+        // A Status whose code is not the HTTP status was written by someone else.
+        let mismatched = ApiError::Status {
+            http_status: 503,
+            status: Box::new(RpcStatus { code: Some(500), status: Some("INTERNAL".into()), ..RpcStatus::default() }),
+            retry_after: None,
+        };
+        assert_eq!(classify(&mismatched), FailureClass::Unknown);
+        assert!(FailureClass::Unknown.possibly_billed());
+        // 4xx pages stay permanent (a 413 from nginx never reached the model).
+        assert_eq!(classify(&foreign(413)), FailureClass::Permanent);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::manifest::Manifest;
 use crate::manifest::model::RefKind;
 use crate::media;
 use crate::plan::{Plan, TaskIndex, TaskView};
+use crate::redact::redact_text;
 use crate::report::sidecar::{Sidecar, SidecarRef, SidecarSource};
 use crate::report::thumbs::Background;
 
@@ -90,6 +91,9 @@ pub struct ImageDone {
     pub size_mismatch: Option<(u32, u32)>,
     pub grounding: Vec<GroundingRecord>,
     pub turn: Option<String>,
+    /// The usage the server reported, when no request could have used that much (`usage` and
+    /// `cost` are then the task's estimate).
+    pub implausible_usage: Option<TokenCounts>,
 }
 
 #[derive(Debug)]
@@ -103,6 +107,8 @@ pub struct NoImageDone {
     pub cost: Usd,
     pub model_version: Option<String>,
     pub response_id: Option<String>,
+    /// As in [`ImageDone`].
+    pub implausible_usage: Option<TokenCounts>,
 }
 
 /// Runs one attempt; returns its result and how long the request took.
@@ -386,27 +392,28 @@ fn finish(
         (Ok(reply), None) => reply,
         (Ok(reply), Some(error)) => {
             let expected_tokens = view.model.size(&task.size).map_or(0, |s| u64::from(s.output_tokens));
-            let usage = reply.tokens(expected_tokens);
+            let (usage, _) = plausible_usage(reply.tokens(expected_tokens), task.estimate);
             return UnitResult::Store { error, usage, cost: view.model.cost(&usage, tier) };
         }
         (Err(_), Some(error)) => return UnitResult::Store { error, usage: TokenCounts::default(), cost: Usd::ZERO },
         (Err(e), None) => return UnitResult::Failed { class: FailureClass::Unknown, error: ApiError::Malformed(e.0) },
     };
     let expected_tokens = view.model.size(&task.size).map_or(0, |s| u64::from(s.output_tokens));
-    let usage = reply.tokens(expected_tokens);
+    let (usage, implausible_usage) = plausible_usage(reply.tokens(expected_tokens), task.estimate);
     let cost = view.model.cost(&usage, tier);
+    let billed = Billed { usage, cost, tier, implausible_usage };
     if let Some(kind) = reply.no_image() {
-        return no_image(&reply, kind.reason(), usage, cost, tier);
+        return no_image(&reply, kind.reason(), billed);
     }
     let Some(part) = &reply.image else {
-        return no_image(&reply, "no image part".into(), usage, cost, tier);
+        return no_image(&reply, "no image part".into(), billed);
     };
     let data = match blob_index(part.base64) {
         Some(i) if i < blobs.len() => {
             let mut blob = blobs.swap_remove(i);
             drop(blobs);
             if !blob.valid {
-                return no_image(&reply, "image data is not valid base64".into(), usage, cost, tier);
+                return no_image(&reply, "image data is not valid base64".into(), billed);
             }
             if let Err(e) = blob.file.complete() {
                 return UnitResult::Store { error: StoreError::Fs(e), usage, cost };
@@ -415,7 +422,7 @@ fn finish(
         }
         _ => match part.decode() {
             Ok(b) => ImageData::Memory(b),
-            Err(e) => return no_image(&reply, format!("image data is not valid base64: {e}"), usage, cost, tier),
+            Err(e) => return no_image(&reply, format!("image data is not valid base64: {e}"), billed),
         },
     };
     let head = match &data {
@@ -423,7 +430,7 @@ fn finish(
         ImageData::Streamed(blob) => &blob.head[..],
     };
     let Some(kind) = media::sniff(head) else {
-        return no_image(&reply, "image data is not a known image format".into(), usage, cost, tier);
+        return no_image(&reply, "image data is not a known image format".into(), billed);
     };
     let pixels = media::dimensions(head, kind).or_else(|| match &data {
         ImageData::Streamed(blob) => media::file_dimensions(blob.file.path(), kind),
@@ -480,26 +487,46 @@ fn finish(
             .map(|g| GroundingRecord { uri: g.uri.clone(), title: g.title.clone(), image_uri: g.image_uri.clone() })
             .collect(),
         turn,
+        implausible_usage,
     }))
 }
 
-fn no_image(reply: &Reply<'_>, reason: String, usage: TokenCounts, cost: Usd, tier: Tier) -> UnitResult {
+/// What a 200 was billed, as the dispatcher records it.
+#[derive(Debug, Clone, Copy)]
+struct Billed {
+    usage: TokenCounts,
+    cost: Usd,
+    tier: Tier,
+    implausible_usage: Option<TokenCounts>,
+}
+
+/// The reported usage, or the task's estimate in its place when no request could have used
+/// that much (with the reported figures, to flag): `u64::MAX` tokens would otherwise become
+/// millions of dollars spent, and a budget that stops everything.
+fn plausible_usage(reported: TokenCounts, estimate: TokenCounts) -> (TokenCounts, Option<TokenCounts>) {
+    if reported.is_plausible() { (reported, None) } else { (estimate, Some(reported)) }
+}
+
+fn no_image(reply: &Reply<'_>, reason: String, billed: Billed) -> UnitResult {
     UnitResult::NoImage(Box::new(NoImageDone {
-        tier,
+        tier: billed.tier,
         reason,
         finish_reason: reply.finish_reason.clone().or_else(|| reply.block_reason.clone()),
-        message: reply.finish_message.clone(),
+        message: reply.finish_message.as_deref().map(redact_text),
         text: non_empty(&reply.text),
-        usage,
-        cost,
+        usage: billed.usage,
+        cost: billed.cost,
         model_version: reply.model_version.clone(),
         response_id: reply.response_id.clone(),
+        implausible_usage: billed.implausible_usage,
     }))
 }
 
+/// The model's text as kept in the journal and the sidecar: trimmed, bounded, and scrubbed of
+/// the key (a proxy may echo the request it forwarded).
 fn non_empty(text: &str) -> Option<String> {
     let t = text.trim();
-    (!t.is_empty()).then(|| t.chars().take(MAX_TEXT).collect())
+    (!t.is_empty()).then(|| redact_text(&t.chars().take(MAX_TEXT).collect::<String>()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -519,6 +546,7 @@ fn sidecar_json(
     let row = &view.job.rows.rows[task.row as usize];
     let fp = task.fingerprint.to_hex();
     let declared = part_declared(reply);
+    let text = redact_text(reply.text.trim());
     let mut references: Vec<SidecarRef<'_>> = task
         .refs
         .iter()
@@ -569,7 +597,7 @@ fn sidecar_json(
 
         finish_reason: reply.finish_reason.as_deref(),
         response_id: reply.response_id.as_deref(),
-        text: reply.text.trim(),
+        text: &text,
         grounding: reply
             .grounding
             .iter()

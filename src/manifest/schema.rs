@@ -45,6 +45,11 @@ pub struct RawManifest {
     /// Catalogue rows to add, or fields to override for a known model (new ids, new prices).
     #[serde(default)]
     pub models: Option<Vec<RawModel>>,
+    /// Folders outside the manifest's folder that reference images named by a variable or a
+    /// glob may lead into through a symlink (e.g. a shared asset drive `refs/` links to).
+    /// Relative to the manifest's folder. By default they must stay inside it.
+    #[serde(default)]
+    pub reference_roots: Option<Vec<String>>,
     /// The jobs, by name. Each job is a matrix of tasks.
     pub jobs: IndexMap<String, RawJob>,
 }

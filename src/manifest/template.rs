@@ -12,6 +12,12 @@ use std::sync::Arc;
 use minijinja::value::{Enumerator, Object, Value};
 use minijinja::{Environment, UndefinedBehavior};
 
+/// Longest text a template may render. No model reads more than
+/// [`MAX_PLAUSIBLE_TOKENS`](crate::catalog::MAX_PLAUSIBLE_TOKENS) tokens, 8 MiB of text at the
+/// catalogue's four bytes a token; rendering stops there, so a runaway template is an error at
+/// validation instead of gigabytes held in memory for every task.
+pub const MAX_RENDERED_BYTES: usize = (crate::catalog::MAX_PLAUSIBLE_TOKENS * 4) as usize;
+
 /// A compiled template: a literal or a name in the environment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Template {
@@ -94,10 +100,20 @@ impl Templates {
         }
     }
 
+    /// Renders through the engine, stopping at [`MAX_RENDERED_BYTES`].
     pub fn render(&self, template: &Template, vars: Value) -> Result<String, minijinja::Error> {
         match template {
             Template::Literal(s) => Ok(s.to_string()),
-            Template::Engine { name, .. } => self.env.get_template(name)?.render(vars),
+            Template::Engine { name, .. } => {
+                let mut out = Bounded(Vec::new());
+                match self.env.get_template(name)?.render_captured_to(vars, &mut out) {
+                    Ok(_) => {
+                        Ok(String::from_utf8(out.0).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()))
+                    }
+                    Err(_) if out.0.len() >= MAX_RENDERED_BYTES => Err(too_long()),
+                    Err(e) => Err(e),
+                }
+            }
         }
     }
 
@@ -124,9 +140,42 @@ impl Templates {
                     if slugged { out.push_str(&slug(&value)) } else { out.push_str(&value) }
                 }
             }
+            if out.len() > MAX_RENDERED_BYTES {
+                // The engine says why, with the same message as for any other template.
+                return None;
+            }
         }
         Some(out)
     }
+}
+
+/// A writer that refuses to grow past [`MAX_RENDERED_BYTES`].
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.0.extend_from_slice(&buf[..MAX_RENDERED_BYTES - self.0.len()]);
+            return Err(std::io::Error::other("too long"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn too_long() -> minijinja::Error {
+    minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        format!(
+            "it renders more than {} MiB of text; no model reads a prompt that long ({} tokens at most)",
+            MAX_RENDERED_BYTES >> 20,
+            crate::catalog::MAX_PLAUSIBLE_TOKENS
+        ),
+    )
 }
 
 fn has_markup(source: &str) -> bool {
@@ -323,6 +372,16 @@ mod tests {
         assert_eq!(t.render(&tpl, vars(true).into_value()).unwrap(), "SKU-001-16x9");
         let prompt = t.add("p", "A {{ name | upper }}").unwrap();
         assert_eq!(t.render(&prompt, vars(false).into_value()).unwrap(), "A RED MUG <B>");
+    }
+
+    #[test]
+    fn a_runaway_template_stops_at_the_limit_with_a_clear_error() {
+        let mut t = Templates::new();
+        let loop_ = t.add("p", "{% for i in range(200) %}{{ 'x' * 100000 }}{% endfor %}").unwrap();
+        let e = t.render(&loop_, vars(false).into_value()).unwrap_err();
+        assert!(e.to_string().contains("renders more than 8 MiB"), "{e}");
+        let fits = t.add("q", "{% for i in range(20) %}{{ 'x' * 100000 }}{% endfor %}").unwrap();
+        assert_eq!(t.render(&fits, vars(false).into_value()).unwrap().len(), 2_000_000);
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub const BUILTIN_VARS: &[&str] =
 /// Largest reference image accepted (proxies cap inline data at 20 MB; Vertex at 7 MB).
 pub const MAX_REF_BYTES: u64 = 20 << 20;
 
+/// Largest request the API accepts: 100 MB with inline images as base64 (gemini-api.md §8).
+pub const MAX_REQUEST_BYTES: u64 = 100 << 20;
+
 /// Problems reported per template or reference before summarising.
 const MAX_PER_ITEM: usize = 5;
 
@@ -52,6 +55,8 @@ pub fn validate(file: &Path, source: &str, parsed: Parsed) -> Result<Manifest, D
         templates: Templates::new(),
         refs: HashMap::new(),
         respelled: IndexMap::new(),
+        roots: Vec::new(),
+        real_dirs: HashMap::new(),
     };
     v.rep.out.extend(unknown_keys);
 
@@ -69,6 +74,7 @@ pub fn validate(file: &Path, source: &str, parsed: Parsed) -> Result<Manifest, D
     let endpoint = v.endpoint(raw.endpoint.as_ref());
     let limits = v.limits(raw.limits.as_ref());
     let retry = v.retry(raw.retry.as_ref());
+    v.roots = v.reference_roots(raw.reference_roots.as_deref().unwrap_or_default());
     let defaults = raw.defaults.unwrap_or_default();
     if raw.jobs.is_empty() {
         v.rep.value("jobs", "the manifest has no jobs", Some("add a job under `jobs:`".into()));
@@ -120,6 +126,11 @@ struct Validator<'a> {
     refs: HashMap<PathBuf, Result<Arc<RefFile>, String>>,
     /// Sizes written another way than their name: where first, how many times.
     respelled: IndexMap<Respelling, (String, usize)>,
+    /// Where references named by a variable or a glob may resolve to: the manifest's folder and
+    /// `reference_roots`, symlinks resolved.
+    roots: Vec<PathBuf>,
+    /// Folders as the file system resolves them (symlinks followed), by the path that names them.
+    real_dirs: HashMap<PathBuf, Option<PathBuf>>,
 }
 
 /// The value at `job.field`, else `defaults.field`, with the key path it came from.
@@ -141,6 +152,50 @@ impl Validator<'_> {
             Some(n) => n.to_owned(),
             None => file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "manifest".into()),
         }
+    }
+
+    /// The manifest's folder and each of `reference_roots`, resolved; a root that is not a
+    /// folder is reported.
+    fn reference_roots(&mut self, raw: &[String]) -> Vec<PathBuf> {
+        let mut roots: Vec<PathBuf> = std::fs::canonicalize(&self.dir).into_iter().collect();
+        for (i, root) in raw.iter().enumerate() {
+            match std::fs::canonicalize(self.dir.join(root)) {
+                Ok(real) if real.is_dir() => roots.push(real),
+                Ok(_) => self.rep.value(&format!("reference_roots[{i}]"), format!("`{root}` is not a folder"), None),
+                Err(e) => self.rep.value(
+                    &format!("reference_roots[{i}]"),
+                    format!("folder `{root}` cannot be read: {}", fsutil::io_reason(&e)),
+                    None,
+                ),
+            }
+        }
+        roots
+    }
+
+    /// A reference named by a variable or a glob must resolve inside [`Validator::roots`]: a
+    /// symlink out of the manifest's folder is refused like a `..` path. A missing file is
+    /// left for the file check to report.
+    fn check_inside_roots(&mut self, path: &Path, shown: &str) -> Result<(), String> {
+        let Some(real) = self.real_path(path) else { return Ok(()) };
+        if self.roots.iter().any(|root| real.starts_with(root)) {
+            return Ok(());
+        }
+        Err(format!(
+            "reference `{shown}` leads out of the manifest's folder through a symlink (to {}); add the folder it is in under `reference_roots` if that is intended",
+            real.display()
+        ))
+    }
+
+    /// `path` with symlinks resolved; its folder is resolved once for all its files.
+    fn real_path(&mut self, path: &Path) -> Option<PathBuf> {
+        let is_link = std::fs::symlink_metadata(path).ok()?.file_type().is_symlink();
+        if is_link {
+            return std::fs::canonicalize(path).ok();
+        }
+        let parent = path.parent()?.to_path_buf();
+        let real_parent =
+            self.real_dirs.entry(parent.clone()).or_insert_with(|| std::fs::canonicalize(&parent).ok()).clone()?;
+        Some(real_parent.join(path.file_name()?))
     }
 
     fn endpoint(&mut self, raw: Option<&RawEndpoint>) -> EndpointSpec {
@@ -170,7 +225,19 @@ impl Validator<'_> {
                 RawAuth::Query => AuthMode::Query,
             }),
             api_version: raw.api_version.clone(),
-            timeout: raw.timeout.as_deref().and_then(|t| self.duration("endpoint.timeout", t)),
+            timeout: raw.timeout.as_deref().and_then(|t| self.timeout("endpoint.timeout", t)),
+        }
+    }
+
+    /// A per-request timeout: a duration no shorter than [`crate::api::http::MIN_TIMEOUT`].
+    fn timeout(&mut self, path: &str, text: &str) -> Option<Duration> {
+        let timeout = self.duration(path, text)?;
+        match crate::api::http::check_timeout(timeout) {
+            Ok(t) => Some(t),
+            Err(message) => {
+                self.rep.value(path, format!("timeout {message}"), Some("write e.g. `5m`".into()));
+                None
+            }
         }
     }
 
@@ -1245,7 +1312,7 @@ impl Validator<'_> {
                     }
                     continue;
                 }
-                match self.expand(&rendered, *kind) {
+                match self.expand(&rendered, *kind, !template.is_literal()) {
                     Ok(found) => files.extend(found),
                     Err(message) => {
                         let count = problems.entry(path.clone()).or_default();
@@ -1279,8 +1346,9 @@ impl Validator<'_> {
         out
     }
 
-    /// A rendered path (or glob) → the files it names, each checked.
-    fn expand(&mut self, rendered: &str, kind: RefKind) -> Result<Vec<Arc<RefFile>>, String> {
+    /// A rendered path (or glob) → the files it names, each checked. `from_variable`: the path
+    /// was rendered from a variable, so (like a glob's matches) it must stay inside the roots.
+    fn expand(&mut self, rendered: &str, kind: RefKind, from_variable: bool) -> Result<Vec<Arc<RefFile>>, String> {
         let full = self.dir.join(rendered);
         let is_glob = rendered.contains(['*', '?', '[']);
         let paths: Vec<PathBuf> = if is_glob {
@@ -1304,6 +1372,9 @@ impl Validator<'_> {
                 Ok(rel) if self.dir != Path::new(".") => rel.display().to_string(),
                 _ => path.strip_prefix(".").unwrap_or(&path).display().to_string(),
             };
+            if from_variable || is_glob {
+                self.check_inside_roots(&path, &shown)?;
+            }
             let checked = self.refs.entry(path.clone()).or_insert_with(|| check_ref_file(&path, &shown, kind)).clone();
             match checked {
                 Ok(file) if file.kind == kind => out.push(file),

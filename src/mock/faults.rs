@@ -79,6 +79,8 @@ pub struct FaultRates {
     pub truncate: f64,
     pub image_safety: f64,
     pub text_only: f64,
+    /// A gateway's HTML 504 after the model generated (and billed) the image.
+    pub gateway_timeout: f64,
 }
 
 /// What a directive in the prompt asks for.
@@ -111,6 +113,8 @@ pub struct Directives {
     pub huge: bool,
     /// `thinking=N`: report (and bill) N thinking tokens per answer, whatever the level.
     pub thinking: Option<u64>,
+    /// Gateways, escapes, broken images and the rest of [`super::hostile`].
+    pub hostile: super::hostile::Hostile,
 }
 
 const EVERY_TIME: u32 = u32::MAX;
@@ -163,7 +167,9 @@ impl Directives {
             "evil-grounding" => self.evil_grounding = true,
             "huge" => self.huge = true,
             "thinking" => self.thinking = value.and_then(|v| v.parse().ok()),
-            _ => {}
+            _ => {
+                self.hostile.apply(name, value);
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use super::faults::{Directives, request_rng};
+use super::hostile::{self, Client};
 use super::images::{ImageKey, style_for, tail_b64};
 use super::request::{self, Request};
 use super::signature;
@@ -43,6 +44,7 @@ pub(crate) async fn model_action(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let client = Client::of(&headers, &query);
     if let Err(resp) = check_auth(&state, &headers, &query) {
         count_rejected(&state, resp.status().as_u16());
         return *resp;
@@ -60,7 +62,7 @@ pub(crate) async fn model_action(
         return error(404, "NOT_FOUND", &message, None);
     };
     match action {
-        "generateContent" => generate_content(state, spec, body).await,
+        "generateContent" => generate_content(state, spec, body, client).await,
         "batchGenerateContent" => batch::create(state, spec, body).await,
         other => error(404, "NOT_FOUND", &format!("method {other} is not supported by the emulator"), None),
     }
@@ -140,16 +142,16 @@ pub(crate) fn error(code: u16, status: &str, message: &str, details: Option<Valu
     (status_code, Json(json!({"error": err}))).into_response()
 }
 
-struct Call {
+pub(crate) struct Call {
     prompt: String,
     fingerprint: [u8; 32],
-    fp_hex: String,
-    nth: u32,
+    pub fp_hex: String,
+    pub nth: u32,
     arrived_ms: f64,
     model: String,
 }
 
-async fn generate_content(state: Arc<MockState>, spec: ModelSpec, body: Bytes) -> Response {
+async fn generate_content(state: Arc<MockState>, spec: ModelSpec, body: Bytes, client: Client) -> Response {
     let arrived = Instant::now();
     let fingerprint = sha256(&body);
     let nth = {
@@ -191,12 +193,19 @@ async fn generate_content(state: Arc<MockState>, spec: ModelSpec, body: Bytes) -
     if let Some(resp) = injected_error(&state, &directives, &call, &mut rng) {
         return resp;
     }
+    if let Some(resp) = hostile::before_model(&state, &directives.hostile, &call, &client) {
+        return resp;
+    }
     let delay = directives.delay.unwrap_or_else(|| state.config.latency.sample(&mut rng));
     let wait = delay.saturating_sub(arrived.elapsed());
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
     let answer = answer(&state, &spec, &req, &directives, &call.fp_hex, nth, &mut rng);
+    let answer = match hostile::after_model(&state, &directives.hostile, &call, answer, &client, &mut rng) {
+        Ok(answer) => answer,
+        Err(response) => return *response,
+    };
     deliver(&state, &call, answer, &directives, &mut rng)
 }
 
@@ -347,6 +356,8 @@ pub(crate) struct Answer {
     pub has_image: bool,
     pub usage: UsageTotals,
     pub outcome: &'static str,
+    /// The cached image the answer carries (to draw it again for a `fileData` download).
+    pub image_key: Option<ImageKey>,
 }
 
 impl Answer {
@@ -460,7 +471,8 @@ pub(crate) fn answer(
         0
     };
     let style = style_for(&sha256(req.last_user_text.as_bytes()));
-    let cached = state.images.get(ImageKey { width, height, style, jpeg, pad_to });
+    let image_key = ImageKey { width, height, style, jpeg, pad_to };
+    let cached = state.images.get(image_key);
     let tail = tail_b64(&cached, &format!("{label}-{nth}"));
     let mime = if jpeg && !directives.mislabel { "image/jpeg" } else { "image/png" };
 
@@ -532,7 +544,15 @@ pub(crate) fn answer(
     rest.push_str("\",\"responseId\":\"");
     rest.push_str(&response_id);
     rest.push_str("\"}");
-    Answer { head, image_b64: Some((cached.head_b64.clone(), tail)), rest, has_image: true, usage, outcome: "image" }
+    Answer {
+        head,
+        image_b64: Some((cached.head_b64.clone(), tail)),
+        rest,
+        has_image: true,
+        usage,
+        outcome: "image",
+        image_key: Some(image_key),
+    }
 }
 
 fn no_image_answer(body: Value, usage: UsageTotals) -> Answer {
@@ -543,6 +563,7 @@ fn no_image_answer(body: Value, usage: UsageTotals) -> Answer {
         has_image: false,
         usage,
         outcome: "no-image",
+        image_key: None,
     }
 }
 
@@ -678,7 +699,7 @@ fn deliver(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-fn record(
+pub(crate) fn record(
     state: &MockState,
     call: &Call,
     status: u16,
@@ -707,7 +728,7 @@ fn record(
             stats.truncated += 1;
             stats.undelivered_usage.add(&a.usage);
         }
-        _ => {}
+        (other, answer) => hostile::count(&mut stats, other, answer),
     }
     let log = stats.fingerprints.entry(call.fp_hex.clone()).or_insert_with(|| RequestLog {
         model: call.model.clone(),

@@ -11,6 +11,7 @@
 pub mod batch;
 mod faults;
 mod generate;
+pub mod hostile;
 pub mod images;
 pub mod request;
 pub mod signature;
@@ -198,6 +199,7 @@ fn router(state: Arc<MockState>) -> Router {
         .route("/upload/{version}/files/{upload_id}", post(batch::upload_data))
         .route("/{version}/files/{file_action}", get(batch::download))
         .route("/download/{version}/files/{file_action}", get(batch::download))
+        .route("/_mock/files/{name}", get(hostile::download))
         .route("/_stats", get(generate::stats))
         .route("/_stats/reset", post(generate::reset_stats))
         .with_state(state)

@@ -34,6 +34,17 @@ pub struct Stats {
     pub batches_created: u64,
     pub files_uploaded: u64,
     pub batch_requests: u64,
+    /// Images generated (and billed) whose answer a gateway replaced with its error page.
+    #[serde(default)]
+    pub gateway_billed: u64,
+    /// 200s that carried a truncated or corrupt image (billed).
+    #[serde(default)]
+    pub broken_images: u64,
+    /// Images handed over as a `fileData` URL (billed), and the downloads of those URLs.
+    #[serde(default)]
+    pub file_images: u64,
+    #[serde(default)]
+    pub file_downloads: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]

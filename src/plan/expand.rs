@@ -12,7 +12,7 @@ use super::paths::{collision_hash, normalise_output, same_file_name};
 use super::{Plan, Task, TaskIndex};
 use crate::manifest::model::{Job, JobBody, RefItem, RefKind, SizeChoice};
 use crate::manifest::template::{Template, Vars};
-use crate::manifest::validate::BUILTIN_VARS;
+use crate::manifest::validate::{BUILTIN_VARS, MAX_REQUEST_BYTES};
 use crate::manifest::vars::Row;
 use crate::manifest::{Diagnostics, Manifest};
 
@@ -130,6 +130,13 @@ impl<'a> Builtins<'a> {
             Some(Cow::Borrowed(row.values.get(column)?.as_deref().unwrap_or("")))
         })
     }
+}
+
+/// The size of a task's request body as sent, without its JSON framing: the texts and the
+/// reference images as base64 (upstream images are not known before they exist).
+fn request_bytes(prompt: &str, system: Option<&str>, refs: &[Arc<crate::manifest::model::RefFile>]) -> u64 {
+    let images: u64 = refs.iter().map(|r| r.bytes.div_ceil(3) * 4).sum();
+    prompt.len() as u64 + system.map_or(0, |s| s.len() as u64) + images
 }
 
 /// Which template is rendered, for error messages (formatted only on error).
@@ -294,6 +301,23 @@ impl Expander<'_> {
             }
         }
 
+        let request_bytes = request_bytes(&prompt_text, system_text.as_deref(), &refs);
+        if request_bytes > MAX_REQUEST_BYTES {
+            let where_ = job.rows.describe_row(row);
+            self.diags.push(
+                manifest
+                    .diagnostic(
+                        &prompt_of.path(job),
+                        format!(
+                            "the request for {where_} would be {} MB (prompt and system text, and the reference images as base64); the API accepts at most {} MB",
+                            request_bytes >> 20,
+                            MAX_REQUEST_BYTES >> 20
+                        ),
+                    )
+                    .with_help("shorten the prompt or use fewer or smaller reference images"),
+            );
+            return None;
+        }
         let output = self.output_name(job, &builtins, c.row)?;
         // Ids name the conversation by its first size, so that every step of one conversation
         // shares it even when a later step changes the size.

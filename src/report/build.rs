@@ -70,6 +70,7 @@ pub struct Finished {
     pub grounding: Vec<String>,
     /// The first output's content hash: what a review mark is about.
     pub image: Option<[u8; 32]>,
+    pub usage_reported: Option<TokenCounts>,
 }
 
 impl Finished {
@@ -89,6 +90,7 @@ impl Finished {
                 let mut hash = [0u8; 32];
                 hex::decode_to_slice(o.content_hash().1, &mut hash).ok().map(|()| hash)
             }),
+            usage_reported: r.usage_reported,
         }
     }
 
@@ -356,9 +358,10 @@ fn task_entry(task: &SnapshotTask, outcome: TaskOutcome, marks: &Marks) -> TaskE
     let attempts = outcome.last.as_ref().map_or(outcome.attempts, |r| r.attempts);
     let (mut outputs, mut grounding, mut finish_reason, mut error, mut latency_ms, mut size_mismatch) =
         (Vec::new(), Vec::new(), None, None, None, None);
+    let mut usage_reported = None;
     if let Some(r) = outcome.last {
         (outputs, grounding, finish_reason, error) = (r.outputs, r.grounding, r.finish_reason, r.error);
-        (latency_ms, size_mismatch) = (Some(r.latency_ms), r.size_mismatch);
+        (latency_ms, size_mismatch, usage_reported) = (Some(r.latency_ms), r.size_mismatch, r.usage_reported);
     }
     let (error_class, error_message) = error.unzip();
     TaskEntry {
@@ -387,6 +390,7 @@ fn task_entry(task: &SnapshotTask, outcome: TaskOutcome, marks: &Marks) -> TaskE
         size_mismatch,
         grounding,
         review,
+        usage_reported: usage_reported.map(Into::into),
     }
 }
 

@@ -206,6 +206,10 @@ pub struct TaskEntry {
     /// The review mark of the task's current image; absent: pending review (or no image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<TaskReview>,
+    /// Usage the server reported beyond what any request can use; `tokens.actual` and
+    /// `cost_usd.actual` count the estimate instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_reported: Option<TokenCountsSchema>,
 }
 
 fn one() -> u32 {

@@ -9,6 +9,13 @@ pub mod progress;
 
 use std::io::{IsTerminal, Write};
 
+/// Prints clap's message for a command line it refused (or its help or version text) and
+/// returns the exit code: 0 for help and version, invalid input for the rest.
+pub fn usage_error(error: &clap::Error) -> i32 {
+    let _ = error.print();
+    if error.use_stderr() { crate::exit_code::INVALID_INPUT } else { crate::exit_code::OK }
+}
+
 /// Output policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {

@@ -39,11 +39,17 @@ fn summary_line(p: &Progress) -> String {
 fn event_line(event: &Event) -> Option<String> {
     match event {
         Event::AttemptFailed { id, attempt, class, message, retry_in_ms, possibly_billed, .. } => {
-            let retry = retry_in_ms
-                .map(|ms| format!(", retrying in {}", duration(Duration::from_millis(ms))))
-                .unwrap_or_default();
             let billed = if *possibly_billed { " (possibly billed)" } else { "" };
-            Some(format!("  retry {id} (attempt {attempt}): {class}{billed}: {}{retry}", first_line(message)))
+            let message = first_line(message);
+            Some(match retry_in_ms {
+                Some(ms) => format!(
+                    "  retry {id} (attempt {attempt}): {class}{billed}: {message}, retrying in {}",
+                    duration(Duration::from_millis(*ms))
+                ),
+                None => format!(
+                    "  attempt failed {id} (attempt {attempt}): {class}{billed}: {message}; not retried now (stopping), the next run will"
+                ),
+            })
         }
         Event::TaskFinished { id, status: status @ ("failed" | "no_image"), message, .. } => {
             Some(format!("  {status} {id}: {}", message.as_deref().map(first_line).unwrap_or("")))

@@ -90,17 +90,7 @@ fn ctrl_c_stops_dispatching_lets_in_flight_finish_and_says_how_to_resume() {
     ws.write("m.yaml", &format!("version: 1\njobs:\n  a:\n    model: gemini-3.1-flash-image-preview\n    vars:\n{rows}    prompt: \"item {{{{ key }}}}\"\n    sizes: [\"1:1@512\"]\n"));
     let config = MockConfig { latency: Latency::Fixed(Duration::from_millis(1500)), ..MockConfig::default() };
     let emulator = Emulator::start(config);
-    let bin = assert_cmd::cargo::cargo_bin("nanobatch");
-    let child = std::process::Command::new(&bin)
-        .current_dir(ws.path())
-        .args(["run", "m.yaml", "-o", "out", "-j", "4"])
-        .env("GEMINI_API_KEY", TEST_KEY)
-        .env("GOOGLE_GEMINI_BASE_URL", emulator.url())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn_run(&emulator, "m.yaml", &["-j", "4"]);
     std::thread::sleep(Duration::from_millis(600));
     interrupt(child.id());
     let out = child.wait_with_output().unwrap();

@@ -1,11 +1,13 @@
 //! The integration tests: one binary (see ARCHITECTURE.md), modules by area.
 
 mod batch;
+mod bounds;
 mod budget;
 mod cli;
 mod conversation;
 mod faults;
 mod fuzz_corpora;
+mod gateways;
 mod hardening;
 mod inputs;
 mod invalid;

@@ -84,6 +84,22 @@ impl Workspace {
         cmd.output().unwrap()
     }
 
+    /// Starts `nanobatch run manifest -o out` against `emulator` in the background, its output
+    /// piped (to be signalled or killed).
+    pub fn spawn_run(&self, emulator: &Emulator, manifest: &str, extra: &[&str]) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("nanobatch"))
+            .current_dir(self.path())
+            .args(["run", manifest, "-o", "out"])
+            .args(extra)
+            .env("GEMINI_API_KEY", TEST_KEY)
+            .env("GOOGLE_GEMINI_BASE_URL", emulator.url())
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn report(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.out().join("report.json")).unwrap();
         serde_json::from_str(&text).unwrap()

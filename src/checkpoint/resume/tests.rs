@@ -149,6 +149,7 @@ fn task_record(task: u32, attempts: u32) -> TaskRecord {
         response_id: None,
         text: None,
         size_mismatch: None,
+        usage_reported: None,
         grounding: Vec::new(),
         latency_ms: 1,
         at: "t".into(),
