@@ -137,3 +137,26 @@ fn after_the_first_ctrl_c_no_retry_is_announced_for_requests_that_will_not_be_se
     assert_eq!(emulator.stats().requests, 8);
     assert_eq!(images(&ws.out()).len(), 4);
 }
+
+// ---- #22.7: compressed bodies
+
+#[test]
+fn compressed_bodies_are_accepted_small_and_large() {
+    for pad in [0, 1_500_000] {
+        let ws = Workspace::new();
+        ws.write("m.yaml", &manifest(&["a [[mock:encoding=gzip]]", "b [[mock:encoding=br]]"], FAST));
+        let emulator = Emulator::start(MockConfig { pad_per_megapixel: pad, ..MockConfig::default() });
+        let out = ws.run(&emulator, "m.yaml", &[]);
+        assert_code(&out, 0);
+        let report = ws.report();
+        for i in 0..2 {
+            assert_eq!(task(&report, i)["attempts"], 1, "{}", task(&report, i));
+        }
+        for image in images(&ws.out()) {
+            let decoded = image::open(&image).unwrap();
+            assert_eq!((decoded.width(), decoded.height()), (512, 512));
+            assert!(pad == 0 || std::fs::metadata(&image).unwrap().len() > 300_000);
+        }
+        assert_eq!(emulator.stats().requests, 2);
+    }
+}
