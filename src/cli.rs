@@ -91,6 +91,9 @@ pub struct PlanArgs {
     /// Count failed tasks as to run (as `run --retry-failed` would).
     #[arg(long)]
     pub retry_failed: bool,
+    /// Count the images marked rejected in review as to run again (as `run --reroll-rejected`).
+    #[arg(long)]
+    pub reroll_rejected: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -123,6 +126,10 @@ pub struct RunArgs {
     /// Run failed tasks (and tasks that produced no image) again.
     #[arg(long)]
     pub retry_failed: bool,
+    /// New images for the tasks whose image is marked rejected (`nanobatch review`, `mark`);
+    /// the rejected images are kept as earlier versions.
+    #[arg(long)]
+    pub reroll_rejected: bool,
     /// Start over: delete this run's state and outputs (asks first).
     #[arg(long)]
     pub fresh: bool,

@@ -184,6 +184,8 @@ pub enum Reason {
     RetryFailed,
     /// Attempts were made but the run stopped before an outcome.
     Interrupted,
+    /// Its image was rejected in review; `--reroll-rejected` asked for a new one.
+    Reroll,
 }
 
 impl Reason {
@@ -196,6 +198,7 @@ impl Reason {
             Reason::Upstream => "upstream changed".into(),
             Reason::RetryFailed => "retrying a failed task".into(),
             Reason::Interrupted => "interrupted before an outcome".into(),
+            Reason::Reroll => "re-rolling a rejected image".into(),
         }
     }
 
@@ -210,6 +213,7 @@ impl Reason {
             Reason::Upstream => "upstream changed",
             Reason::RetryFailed => "retrying failed",
             Reason::Interrupted => "interrupted",
+            Reason::Reroll => "re-roll (rejected)",
         }
     }
 }

@@ -28,12 +28,34 @@ pub fn run(printer: &Printer, args: &PlanArgs) -> CommandResult {
         warn_with_hints(printer, &earlier_run_error(&manifest, &old, &resume_command(&args.manifest, &old)));
     }
     super::check_output_dirs(&plan, &dir)?;
-    let assessed = assess(&manifest, &plan, &dir, args.retry_failed)?;
+    let mut assessed = assess(&manifest, &plan, &dir, args.retry_failed)?;
+    if args.reroll_rejected {
+        reroll_rejected(printer, &dir, &mut assessed.decisions, &assessed.state)?;
+    }
     for note in &assessed.notes {
         printer.note(note);
     }
     print_plan(printer, &manifest, &plan, &dir, &assessed, args.json, args.tasks, args.mode);
     Ok(exit_code::OK)
+}
+
+/// `--reroll-rejected`: the done tasks whose image is rejected must run again; says how many.
+pub fn reroll_rejected(
+    printer: &Printer,
+    dir: &Path,
+    decisions: &mut [Decision],
+    state: &JournalState,
+) -> Result<usize, CommandError> {
+    let n = crate::review::reroll_rejected_in(dir, decisions, state).map_err(|e| CommandError::fatal(e.to_string()))?;
+    if n == 0 {
+        printer.note(&format!("no image in {} is marked rejected: nothing to re-roll", dir.display()));
+    } else {
+        printer.note(&format!(
+            "re-rolling {}: new requests, the rejected images kept as earlier versions",
+            counted(n as u64, "rejected image")
+        ));
+    }
+    Ok(n)
 }
 
 /// The plan against the run directory: decisions and the journal's totals.

@@ -53,7 +53,10 @@ pub fn run(printer: &Printer, args: RunArgs) -> CommandResult {
     }
     super::check_output_dirs(&plan, &dir)?;
     if args.dry_run {
-        let assessed = assess(&manifest, &plan, &dir, args.retry_failed)?;
+        let mut assessed = assess(&manifest, &plan, &dir, args.retry_failed)?;
+        if args.reroll_rejected {
+            super::plan::reroll_rejected(printer, &dir, &mut assessed.decisions, &assessed.state)?;
+        }
         print_plan(printer, &manifest, &plan, &dir, &assessed, args.json, false, args.mode);
         return Ok(exit_code::OK);
     }
@@ -243,6 +246,10 @@ pub fn prepare(
         mode: mode.to_owned(),
     }));
     let moved = relocate_renamed(printer, plan, &store, &mut state, &mut decisions, &mut journal)?;
+    if args.reroll_rejected {
+        // After relocation: a re-rolled image lands at the task's current name.
+        super::plan::reroll_rejected(printer, dir, &mut decisions, &state)?;
+    }
     journal.commit().map_err(|e| CommandError::fatal(format!("cannot write the journal: {e}")))?;
     Ok(Prepared { lock, store, state, decisions, journal, moved })
 }

@@ -319,3 +319,87 @@ fn export_approved_zip_holds_exactly_the_approved_images_and_a_csv_that_parses()
     // Exporting into the run directory is refused.
     assert_code(&ws.cmd(None).args(["export", "out", "out/export"]).output().unwrap(), 3);
 }
+
+#[test]
+fn reroll_rejected_sends_exactly_the_rejected_tasks_and_leaves_them_pending_review() {
+    let (ws, first) = workspace_with_a_run();
+    drop(first);
+    let rejected = ["grid/item-03/1:1@512", "grid/item-07/16:9@512"];
+    assert_code(&ws.cmd(None).args(["mark", "out", "--reject", "--note", "off-brand"]).args(rejected).output().unwrap(), 0);
+    assert_code(&ws.cmd(None).args(["mark", "out", "--approve", "grid/item-00/1:1@512"]).output().unwrap(), 0);
+    let before = ws.report();
+    let task = |report: &serde_json::Value, id: &str| {
+        report["tasks"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap().clone()
+    };
+    let spent_before = before["totals"]["cost_usd"]["actual"].as_f64().unwrap();
+
+    // The plan prices exactly the two re-rolls.
+    let plan = ws.cmd(None).args(["plan", "m.yaml", "-o", "out", "--reroll-rejected", "--json"]).output().unwrap();
+    assert_code(&plan, 0);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(plan["to_run"], 2, "{plan:#}");
+    assert_eq!(plan["reasons"]["re-roll (rejected)"], 2);
+    let estimate: f64 = rejected.iter().map(|id| task(&before, id)["cost_usd"]["estimated"].as_f64().unwrap()).sum();
+    let priced = plan["cost"]["remaining_interactive_usd"].as_f64().unwrap();
+    assert!((priced - estimate).abs() < 1e-9, "plan prices the re-rolls: {priced} vs {estimate}");
+    // Without the flag nothing is to run.
+    let plain = ws.cmd(None).args(["plan", "m.yaml", "-o", "out", "--json"]).output().unwrap();
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&plain.stdout).unwrap()["to_run"], 0);
+
+    // The budget applies: already spent more than this allows, nothing is sent.
+    let emulator = Emulator::start(MockConfig::default());
+    let tight = format!("{}", spent_before + estimate / 4.0);
+    let stopped = ws.run(&emulator, "m.yaml", &["--reroll-rejected", "--max-cost", &tight]);
+    assert_code(&stopped, 4);
+    assert_eq!(emulator.stats().requests, 0, "the budget guards re-rolls too");
+
+    // The re-roll: exactly the rejected tasks are requested, once each.
+    let out = ws.run(&emulator, "m.yaml", &["--reroll-rejected"]);
+    assert_code(&out, 0);
+    let stats = emulator.stats();
+    assert_eq!(stats.requests, 2, "{}", stderr(&out));
+    let mut prompts: Vec<&str> = stats.fingerprints.values().map(|f| f.prompt.as_str()).collect();
+    prompts.sort_unstable();
+    assert_eq!(prompts.len(), 2);
+    assert!(prompts[0].contains("item item-03") && prompts[1].contains("item item-07"), "{prompts:?}");
+
+    // New images, pending review; the approved one keeps its mark; the old images are kept.
+    let after = ws.report();
+    for id in rejected {
+        let (old, new) = (task(&before, id), task(&after, id));
+        assert_eq!(new["status"], "succeeded");
+        assert!(new.get("review").is_none(), "{id}: the new image is pending review: {new:#}");
+        assert_eq!(old["review"]["mark"], "rejected");
+    }
+    assert_eq!(task(&after, "grid/item-00/1:1@512")["review"]["mark"], "approved");
+    assert_eq!(after["review"], serde_json::json!({"approved": 1, "rejected": 0, "pending": 19}));
+    let kept = crate::support::images(&ws.out().join(".nanobatch/superseded"));
+    assert_eq!(kept.len(), 2, "the rejected images are kept: {kept:?}");
+
+    // A plain run afterwards sends nothing.
+    let again = Emulator::start(MockConfig::default());
+    assert_code(&ws.run(&again, "m.yaml", &[]), 0);
+    assert_eq!(again.stats().requests, 0);
+
+    // The app shows both versions of a re-rolled task, the earlier one with its mark.
+    let server = ReviewProcess::start(ws.path(), "out");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let page: serde_json::Value = runtime.block_on(async {
+        reqwest::get(format!("{}api/tasks?q=item-03&size=1:1@512", server.url)).await.unwrap().json().await.unwrap()
+    });
+    let i = page["items"][0]["i"].as_u64().unwrap();
+    assert_eq!(page["items"][0]["mark"], "pending");
+    let detail: serde_json::Value = runtime.block_on(async {
+        reqwest::get(format!("{}api/task/{i}", server.url)).await.unwrap().json().await.unwrap()
+    });
+    let versions = detail["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{detail:#}");
+    assert_eq!(versions[0]["mark"], "rejected");
+    assert_ne!(versions[0]["image"], detail["image"]);
+    for image in [&versions[0]["image"], &detail["image"]] {
+        let status = runtime.block_on(async {
+            reqwest::get(format!("{}thumb/{}", server.url, image.as_str().unwrap())).await.unwrap().status()
+        });
+        assert_eq!(status, 200, "both versions are served");
+    }
+}
