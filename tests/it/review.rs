@@ -403,3 +403,58 @@ fn reroll_rejected_sends_exactly_the_rejected_tasks_and_leaves_them_pending_revi
         assert_eq!(status, 200, "both versions are served");
     }
 }
+
+/// The first screen of a large run (BENCHMARKS.md): `NANOBATCH_REVIEW_BENCH_DIR` names a run
+/// directory (else one of `NANOBATCH_REVIEW_BENCH_TASKS`, default 5,000, is made against the
+/// emulator). Prints, for 5 rounds, the time from starting `nanobatch review` to its URL (the
+/// run directory read), and from navigation to the first screen's thumbnails all drawn.
+#[test]
+#[ignore = "a benchmark: cargo nextest run --run-ignored only -E 'test(review_first_screen)'"]
+fn review_first_screen_benchmark() {
+    let ws = Workspace::new();
+    let dir = match std::env::var("NANOBATCH_REVIEW_BENCH_DIR") {
+        Ok(dir) => std::path::PathBuf::from(dir),
+        Err(_) => {
+            let tasks: usize = std::env::var("NANOBATCH_REVIEW_BENCH_TASKS").ok().and_then(|n| n.parse().ok()).unwrap_or(5000);
+            let rows: String = (0..tasks / 2).map(|i| format!("      - {{ key: \"sku-{i:05}\" }}\n")).collect();
+            ws.write(
+                "m.yaml",
+                &format!(
+                    "version: 1\nname: bench\ndefaults:\n  model: gemini-3.1-flash-image-preview\n  modalities: [image]\njobs:\n  grid:\n    vars:\n{rows}    prompt: \"item {{{{ key }}}}\"\n    sizes: [\"1:1@512\", \"16:9@512\"]\n"
+                ),
+            );
+            let emulator = Emulator::start(MockConfig::default());
+            assert_code(&ws.run(&emulator, "m.yaml", &["-j", "64"]), 0);
+            ws.out()
+        }
+    };
+    let Some(driver) = ChromeDriver::start() else { return };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (mut starts, mut screens) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let server = ReviewProcess::start(&dir, ".");
+        starts.push(started.elapsed().as_secs_f64() * 1000.0);
+        let ms: f64 = runtime.block_on(async {
+            let client = driver.session().await;
+            client.goto(&server.url).await.unwrap();
+            let body = wait_for(&client, "body[data-first-screen-ms]").await;
+            let cells = client.find_all(Locator::Css(".cell img")).await.unwrap().len();
+            assert!(cells >= 20, "a screen of thumbnails ({cells})");
+            let ms = body.attr("data-first-screen-ms").await.unwrap().unwrap().parse().unwrap();
+            client.close().await.unwrap();
+            ms
+        });
+        screens.push(ms);
+        drop(server);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (start, screen) = (median(&mut starts), median(&mut screens));
+    let line = format!(
+        "review bench: start to URL {starts:?} ms (median {start:.0}); navigation to first screen {screens:?} ms (median {screen:.0})"
+    );
+    std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes()).unwrap();
+}
