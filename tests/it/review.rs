@@ -406,7 +406,7 @@ fn reroll_rejected_sends_exactly_the_rejected_tasks_and_leaves_them_pending_revi
 
 /// The first screen of a large run (BENCHMARKS.md): `NANOBATCH_REVIEW_BENCH_DIR` names a run
 /// directory (else one of `NANOBATCH_REVIEW_BENCH_TASKS`, default 5,000, is made against the
-/// emulator). Prints, for 5 rounds, the time from starting `nanobatch review` to its URL (the
+/// emulator). `NANOBATCH_BIN` names the binary to measure (the release build). Prints, for 5 rounds, the time from starting `nanobatch review` to its URL (the
 /// run directory read), and from navigation to the first screen's thumbnails all drawn.
 #[test]
 #[ignore = "a benchmark: cargo nextest run --run-ignored only -E 'test(review_first_screen)'"]

@@ -223,7 +223,10 @@ pub struct ReviewProcess {
 impl ReviewProcess {
     pub fn start(workspace: &Path, dir: &str) -> ReviewProcess {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("nanobatch"))
+        // The benchmark measures the release binary: NANOBATCH_BIN=target/release/nanobatch.
+        let bin = std::env::var_os("NANOBATCH_BIN")
+            .map_or_else(|| assert_cmd::cargo::cargo_bin!("nanobatch").to_path_buf(), std::path::PathBuf::from);
+        let mut child = std::process::Command::new(bin)
             .args(["review", dir])
             .current_dir(workspace)
             .env("NO_COLOR", "1")
