@@ -36,6 +36,8 @@ pub enum Record {
     BatchIntent(BatchIntent),
     BatchSubmitted(BatchSubmitted),
     BatchFinished(BatchFinished),
+    /// A paid output moved out of the way of a new one (see `checkpoint::superseded`).
+    Superseded(SupersededRecord),
     End(EndRecord),
 }
 
@@ -242,6 +244,26 @@ pub struct BatchFinished {
     pub name: String,
     /// `BATCH_STATE_SUCCEEDED`, `…_FAILED`, `…_EXPIRED`, `…_CANCELLED`.
     pub state: String,
+    pub at: String,
+}
+
+/// An image (and its sidecar) that a new output would have replaced, moved (renamed, directories
+/// synced) to `.nanobatch/superseded/<fp>/<original path>` before the new one landed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SupersededRecord {
+    /// The task whose output it was (from its sidecar; else the task now writing there).
+    pub id: String,
+    /// The fingerprint it was made for (empty when nothing recorded it).
+    pub fp: String,
+    /// Where the image and its sidecar are now (relative to the output directory).
+    pub outputs: Vec<OutputRecord>,
+    /// Where each of `outputs` was (the image's path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<String>,
+    /// `changed` (the task's fingerprint changed), `rerun` (the same task ran again: a retry or a
+    /// re-roll), `modified` (the file had been edited since it was written), `unrecorded` (no
+    /// sidecar said where it came from), `found` (moved by a run that stopped before journaling it).
+    pub reason: String,
     pub at: String,
 }
 

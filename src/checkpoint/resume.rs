@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use super::records::{BatchSubmitted, EndRecord, OutputRecord, Record, TaskRecord, TaskStatus};
+use super::records::{BatchSubmitted, EndRecord, OutputRecord, Record, SupersededRecord, TaskRecord, TaskStatus};
 use crate::catalog::Usd;
 use crate::plan::fingerprint::Parts;
 
@@ -36,6 +36,9 @@ pub struct JournalState {
     pub unanswered: HashMap<(String, u32), Usd>,
     /// Batch jobs about to be created when the process stopped (maybe created, maybe not).
     pub batch_intents: HashMap<String, super::records::BatchIntent>,
+    /// Paid outputs moved out of the way of new ones, in journal order (their files may have
+    /// been pruned since).
+    pub superseded: Vec<SupersededRecord>,
 }
 
 impl JournalState {
@@ -107,6 +110,7 @@ impl JournalState {
             Record::BatchFinished(b) => {
                 self.finished_batches.insert(b.name.clone(), b.state.clone());
             }
+            Record::Superseded(s) => self.superseded.push(s.clone()),
             Record::End(e) => self.last_end = Some(e.clone()),
         }
     }

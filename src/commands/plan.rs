@@ -40,13 +40,16 @@ pub fn run(printer: &Printer, args: &PlanArgs) -> CommandResult {
 }
 
 /// `--reroll-rejected`: the done tasks whose image is rejected must run again; says how many.
+/// Returns them (task index, journal record id).
 pub fn reroll_rejected(
     printer: &Printer,
     dir: &Path,
     decisions: &mut [Decision],
     state: &JournalState,
-) -> Result<usize, CommandError> {
-    let n = crate::review::reroll_rejected_in(dir, decisions, state).map_err(|e| CommandError::fatal(e.to_string()))?;
+) -> Result<Vec<(usize, String)>, CommandError> {
+    let rerolled =
+        crate::review::reroll_rejected_in(dir, decisions, state).map_err(|e| CommandError::fatal(e.to_string()))?;
+    let n = rerolled.len();
     if n == 0 {
         printer.note(&format!("no image in {} is marked rejected: nothing to re-roll", dir.display()));
     } else {
@@ -55,7 +58,7 @@ pub fn reroll_rejected(
             counted(n as u64, "rejected image")
         ));
     }
-    Ok(n)
+    Ok(rerolled)
 }
 
 /// The plan against the run directory: decisions and the journal's totals.

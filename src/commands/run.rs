@@ -33,6 +33,7 @@ use crate::mock::{MockConfig, MockServer};
 use crate::plan::Plan;
 use crate::redact::Secret;
 use crate::report::thumbs;
+use crate::review::log::{self as review_log, MarkRecord, Verdict};
 use crate::ui::progress::{JsonSink, PlainSink, TerminalSink};
 use crate::ui::{Printer, Verbosity, duration, thousands};
 use crate::{env_vars, exit_code, fsutil};
@@ -248,7 +249,23 @@ pub fn prepare(
     let moved = relocate_renamed(printer, plan, &store, &mut state, &mut decisions, &mut journal)?;
     if args.reroll_rejected {
         // After relocation: a re-rolled image lands at the task's current name.
-        super::plan::reroll_rejected(printer, dir, &mut decisions, &state)?;
+        let mut pending_again = Vec::new();
+        for (_, record) in super::plan::reroll_rejected(printer, dir, &mut decisions, &state)? {
+            // The rejected image is kept, moved out of the way of the new one.
+            let Some(old) = state.latest.get(&record) else { continue };
+            if let Some(moved) = crate::review::reroll::move_aside(dir, old).map_err(fs_fatal)? {
+                journal.append(&Record::Superseded(moved.clone()));
+                state.superseded.push(moved);
+            }
+            if let Some(output) = old.outputs.first() {
+                let image = output.content_hash().1;
+                pending_again.push(MarkRecord::new(image, &old.id, &output.path, Verdict::Rerolled, None));
+            }
+        }
+        // The move is journaled before the marks say so.
+        journal.commit().map_err(|e| CommandError::fatal(format!("cannot write the journal: {e}")))?;
+        review_log::append(&RunDir::new(dir).review_log(), &pending_again)
+            .map_err(|e| CommandError::fatal(e.to_string()))?;
     }
     journal.commit().map_err(|e| CommandError::fatal(format!("cannot write the journal: {e}")))?;
     Ok(Prepared { lock, store, state, decisions, journal, moved })

@@ -8,7 +8,7 @@ use super::log::{LogError, Verdict};
 use super::marks::{Mark, Marks};
 use crate::checkpoint::RunDir;
 use crate::checkpoint::journal::{self, JournalError};
-use crate::checkpoint::records::TaskStatus;
+use crate::checkpoint::records::{Record, SupersededRecord, TaskStatus};
 use crate::checkpoint::snapshot::{PlanSnapshot, SnapshotTask};
 use crate::report::build::{Collector, Finished, TaskOutcome};
 
@@ -33,6 +33,17 @@ pub struct Image {
     pub hash: String,
 }
 
+/// An earlier image of a task: moved aside (`.nanobatch/superseded/`) when a new one landed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version {
+    pub path: String,
+    pub hash: String,
+    /// `rerun` (a re-roll or a retry), `changed` (the task's inputs changed), …
+    pub reason: String,
+    /// When it was moved aside.
+    pub at: String,
+}
+
 pub struct RunIndex {
     pub root: PathBuf,
     pub snapshot: PlanSnapshot,
@@ -41,8 +52,12 @@ pub struct RunIndex {
     /// Damaged or torn lines in the journal or the review log.
     pub notes: Vec<String>,
     images: Vec<Option<Image>>,
-    /// Image hash → task, for the images the app may serve.
+    /// Earlier images of each task (still on disk), oldest first.
+    versions: Vec<Vec<Version>>,
+    /// Current image hash → task.
     by_hash: HashMap<String, usize>,
+    /// Every image the app may serve (current and earlier): hash → path.
+    paths: HashMap<String, String>,
 }
 
 impl RunIndex {
@@ -53,13 +68,47 @@ impl RunIndex {
         }
         let snapshot = PlanSnapshot::read(&run_dir.plan()).map_err(IndexError::Snapshot)?;
         let mut collector = Collector::new(&snapshot);
-        let mut notes = journal::visit(&run_dir.journal(), |record| collector.add(&record))?.unwrap_or_default();
+        let mut superseded = Vec::new();
+        let mut notes = journal::visit(&run_dir.journal(), |record| {
+            collector.add(&record);
+            if let Record::Superseded(s) = record {
+                superseded.push(s);
+            }
+        })?
+        .unwrap_or_default();
         let outcomes = collector.finish().tasks;
         let read = super::read_marks(&run_dir)?;
         notes.extend(read.notes);
         let images: Vec<Option<Image>> = outcomes.iter().map(current_image).collect();
         let by_hash = images.iter().enumerate().filter_map(|(i, img)| Some((img.as_ref()?.hash.clone(), i))).collect();
-        Ok(RunIndex { root: dir.to_path_buf(), snapshot, outcomes, marks: read.marks, notes, images, by_hash })
+        let versions = versions_of(dir, &snapshot, &superseded);
+        let paths = images
+            .iter()
+            .flatten()
+            .map(|img| (img.hash.clone(), img.path.clone()))
+            .chain(versions.iter().flatten().map(|v| (v.hash.clone(), v.path.clone())))
+            .collect();
+        Ok(RunIndex {
+            root: dir.to_path_buf(),
+            snapshot,
+            outcomes,
+            marks: read.marks,
+            notes,
+            images,
+            versions,
+            by_hash,
+            paths,
+        })
+    }
+
+    /// Task `i`'s earlier images, oldest first.
+    pub fn versions(&self, i: usize) -> &[Version] {
+        self.versions.get(i).map_or(&[], Vec::as_slice)
+    }
+
+    /// Where the image with this content hash is (current or earlier), relative to the root.
+    pub fn image_path(&self, hash: &str) -> Option<&str> {
+        self.paths.get(hash).map(String::as_str)
     }
 
     pub fn len(&self) -> usize {
@@ -136,6 +185,32 @@ impl RunIndex {
         }
         if problems.is_empty() { Ok(found) } else { Err(problems) }
     }
+}
+
+/// The superseded images still on disk, by the task they were made for (by id and
+/// fingerprint, else by fingerprint, as the report matches records).
+fn versions_of(root: &Path, snapshot: &PlanSnapshot, superseded: &[SupersededRecord]) -> Vec<Vec<Version>> {
+    let by_id: HashMap<(&str, &str), usize> =
+        snapshot.tasks.iter().enumerate().map(|(i, t)| ((t.id.as_str(), t.fp.as_str()), i)).collect();
+    let by_fp: HashMap<&str, usize> = snapshot.tasks.iter().enumerate().map(|(i, t)| (t.fp.as_str(), i)).collect();
+    let by_name: HashMap<&str, usize> = snapshot.tasks.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
+    let mut out = vec![Vec::new(); snapshot.tasks.len()];
+    for record in superseded {
+        let task = by_id
+            .get(&(record.id.as_str(), record.fp.as_str()))
+            .or_else(|| by_fp.get(record.fp.as_str()))
+            .or_else(|| by_name.get(record.id.as_str()));
+        let Some(&task) = task else { continue };
+        for output in record.outputs.iter().filter(|o| root.join(&o.path).is_file()) {
+            out[task].push(Version {
+                path: output.path.clone(),
+                hash: output.content_hash().1.to_owned(),
+                reason: record.reason.clone(),
+                at: record.at.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// A succeeded task's first output, with its hash.

@@ -47,6 +47,10 @@ pub enum Verdict {
     Rejected,
     /// Back to "pending review" (the mark and its note are withdrawn).
     Cleared,
+    /// Written by `run --reroll-rejected` when it moves the image aside for a new one: the mark
+    /// the image had is kept as its history, and the task is pending review again (even should
+    /// the new image be byte for byte the same).
+    Rerolled,
 }
 
 impl Verdict {
@@ -55,6 +59,7 @@ impl Verdict {
             Verdict::Approved => "approved",
             Verdict::Rejected => "rejected",
             Verdict::Cleared => "cleared",
+            Verdict::Rerolled => "rerolled",
         }
     }
 }

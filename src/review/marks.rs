@@ -19,6 +19,8 @@ pub struct Mark {
 #[derive(Debug, Default, Clone)]
 pub struct Marks {
     by_image: HashMap<String, Mark>,
+    /// The mark an image had when it was re-rolled (shown with the earlier version).
+    rerolled: HashMap<String, Mark>,
 }
 
 impl Marks {
@@ -35,6 +37,11 @@ impl Marks {
             Verdict::Cleared => {
                 self.by_image.remove(&record.image);
             }
+            Verdict::Rerolled => {
+                if let Some(mark) = self.by_image.remove(&record.image) {
+                    self.rerolled.insert(record.image, mark);
+                }
+            }
             mark => {
                 self.by_image.insert(record.image, Mark { mark, note: record.note, at: record.at });
             }
@@ -44,6 +51,11 @@ impl Marks {
     /// The mark of the image with this content hash; `None`: pending review.
     pub fn get(&self, image: &str) -> Option<&Mark> {
         self.by_image.get(image)
+    }
+
+    /// The mark in force, else the one the image had when it was re-rolled.
+    pub fn latest(&self, image: &str) -> Option<&Mark> {
+        self.by_image.get(image).or_else(|| self.rerolled.get(image))
     }
 
     pub fn verdict(&self, image: Option<&str>) -> Option<Verdict> {
@@ -68,7 +80,11 @@ mod tests {
             r("a", Verdict::Approved, None),
             r("b", Verdict::Rejected, None),
             r("b", Verdict::Cleared, None),
+            r("c", Verdict::Rejected, Some("off-brand")),
+            r("c", Verdict::Rerolled, None),
         ]);
+        assert_eq!(marks.verdict(Some("c")), None, "re-rolled: pending review");
+        assert_eq!(marks.latest("c").unwrap().note.as_deref(), Some("off-brand"), "its history is kept");
         assert_eq!(marks.verdict(Some("a")), Some(Verdict::Approved));
         assert_eq!(marks.get("a").unwrap().note, None);
         assert_eq!(marks.verdict(Some("b")), None);

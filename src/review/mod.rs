@@ -34,12 +34,12 @@ pub fn read_marks(run_dir: &RunDir) -> Result<ReadMarks, log::LogError> {
 }
 
 /// `--reroll-rejected`: re-rolls the done tasks of `dir` whose image is rejected (see
-/// [`reroll`]); returns how many.
+/// [`reroll`]); returns them (task index, journal record id).
 pub fn reroll_rejected_in(
     dir: &std::path::Path,
     decisions: &mut [crate::checkpoint::resume::Decision],
     state: &crate::checkpoint::resume::JournalState,
-) -> Result<usize, log::LogError> {
+) -> Result<Vec<(usize, String)>, log::LogError> {
     let marks = read_marks(&RunDir::new(dir))?;
     Ok(reroll::reroll_rejected(decisions, state, &marks.marks))
 }

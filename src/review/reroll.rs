@@ -4,23 +4,100 @@
 //! Nothing about the task changes — not its fingerprint, not its dependents' — so nothing else
 //! runs: a task that was done stays done, and a re-roll is a plain request (reserved against the
 //! budget, guarded like any other). The image it replaces is moved aside, not overwritten, when
-//! the new one lands (`checkpoint::store`), and stays visible as an earlier version. Its mark
+//! a re-roll is requested ([`move_aside`]), and stays visible as an earlier version. Its mark
 //! stays with it: the new image is pending review.
+
+use std::path::Path;
 
 use super::log::Verdict;
 use super::marks::Marks;
+use crate::checkpoint::records::{SupersededRecord, TaskRecord, now};
+use crate::checkpoint::resume::strip_extension as stem_of;
 use crate::checkpoint::resume::{Decision, JournalState, Reason};
+use crate::fsutil::{self, FsError};
 
-/// Turns the done tasks whose image is rejected into re-rolls; returns how many.
-pub fn reroll_rejected(decisions: &mut [Decision], state: &JournalState, marks: &Marks) -> usize {
-    let mut rerolled = 0;
-    for decision in decisions.iter_mut() {
+/// Where superseded outputs are kept, relative to the output directory.
+const SUPERSEDED: &str = ".nanobatch/superseded";
+
+/// Turns the done tasks whose image is rejected into re-rolls; returns them (task index, id of
+/// the journal record of the rejected image).
+pub fn reroll_rejected(decisions: &mut [Decision], state: &JournalState, marks: &Marks) -> Vec<(usize, String)> {
+    let mut rerolled = Vec::new();
+    // Images a re-roll moved aside before a run stopped short of their new ones.
+    let moved: std::collections::HashSet<&str> = state
+        .superseded
+        .iter()
+        .filter(|s| s.reason == "rerun")
+        .flat_map(|s| s.from.iter().map(String::as_str))
+        .collect();
+    for (i, decision) in decisions.iter_mut().enumerate() {
+        if let Decision::Run(Reason::OutputMissing(path)) = decision
+            && moved.contains(path.as_str())
+        {
+            *decision = Decision::Run(Reason::Reroll);
+            continue;
+        }
         let Decision::Done { record, .. } = decision else { continue };
         let image = state.latest.get(record.as_str()).and_then(|r| r.outputs.first()).map(|o| o.content_hash().1);
         if marks.verdict(image) == Some(Verdict::Rejected) {
+            rerolled.push((i, record.clone()));
             *decision = Decision::Run(Reason::Reroll);
-            rerolled += 1;
         }
     }
     rerolled
+}
+
+/// Moves the rejected images of `record` (and their sidecars) out of the way of the re-roll,
+/// durably (rename, both directories synced), to `.nanobatch/superseded/<fingerprint>/<path>`
+/// (`name~2.png`… when an earlier re-roll is there): the record to journal, or `None` when no
+/// image is there any more.
+pub fn move_aside(root: &Path, record: &TaskRecord) -> Result<Option<SupersededRecord>, FsError> {
+    let (mut outputs, mut from) = (Vec::new(), Vec::new());
+    for output in &record.outputs {
+        let image = root.join(&output.path);
+        if !image.is_file() {
+            continue;
+        }
+        let image_to = free_name(root, &format!("{SUPERSEDED}/{}/{}", record.fp, output.path));
+        move_durably(&image, &root.join(&image_to))?;
+        let mut moved = output.clone();
+        moved.sidecar = String::new();
+        if !output.sidecar.is_empty() && root.join(&output.sidecar).is_file() {
+            let sidecar_to = format!("{}.json", stem_of(&image_to));
+            move_durably(&root.join(&output.sidecar), &root.join(&sidecar_to))?;
+            moved.sidecar = sidecar_to;
+        }
+        moved.path = image_to;
+        outputs.push(moved);
+        from.push(output.path.clone());
+    }
+    Ok((!outputs.is_empty()).then(|| SupersededRecord {
+        id: record.id.clone(),
+        fp: record.fp.clone(),
+        outputs,
+        from,
+        reason: "rerun".to_owned(),
+        at: now(),
+    }))
+}
+
+/// `rel`, or `name~2.ext`, `name~3.ext`… when something is there already.
+fn free_name(root: &Path, rel: &str) -> String {
+    if std::fs::symlink_metadata(root.join(rel)).is_err() {
+        return rel.to_owned();
+    }
+    let (stem, ext) = rel.rsplit_once('.').unwrap_or((rel, ""));
+    (2..)
+        .map(|n| format!("{stem}~{n}.{ext}"))
+        .find(|candidate| std::fs::symlink_metadata(root.join(candidate)).is_err())
+        .unwrap_or_else(|| rel.to_owned())
+}
+
+/// Renames `from` to `to` (creating `to`'s directory) and syncs both directories.
+fn move_durably(from: &Path, to: &Path) -> Result<(), FsError> {
+    let to_dir = to.parent().unwrap_or(Path::new("."));
+    fsutil::create_dir_all(to_dir)?;
+    std::fs::rename(from, to).map_err(|e| FsError::new("cannot move", from, e))?;
+    fsutil::sync_directory(to_dir)?;
+    fsutil::sync_directory(from.parent().unwrap_or(Path::new(".")))
 }

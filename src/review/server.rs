@@ -303,6 +303,8 @@ struct Item {
     note: Option<String>,
     cost_usd: f64,
     error: Option<String>,
+    /// Earlier images kept (re-rolled, or replaced when the task changed).
+    versions: usize,
 }
 
 fn item(loaded: &Loaded, i: usize) -> Item {
@@ -324,6 +326,7 @@ fn item(loaded: &Loaded, i: usize) -> Item {
         image,
         cost_usd: index.outcomes[i].actual_cost().dollars(),
         error: index.finished(i).and_then(|f| f.error.as_ref()).map(|(_, message)| message.chars().take(300).collect()),
+        versions: index.versions(i).len(),
     }
 }
 
@@ -457,7 +460,7 @@ struct Detail {
     vars: Vec<(String, String)>,
     refs: Vec<String>,
     /// The earlier steps of this conversation, first to last.
-    history: Vec<Item>,
+    history: Vec<Step>,
     /// Tasks of other jobs whose images this one takes (`from:`).
     upstream: Vec<Item>,
     /// Every output of the current version.
@@ -467,6 +470,26 @@ struct Detail {
     finish_reason: Option<String>,
     error_class: Option<String>,
     noted_at: Option<String>,
+    /// Earlier images, oldest first, with the marks they had.
+    versions: Vec<VersionView>,
+}
+
+/// An earlier step of a conversation: its image and the prompt it was sent with.
+#[derive(Serialize)]
+struct Step {
+    #[serde(flatten)]
+    item: Item,
+    prompt: String,
+}
+
+#[derive(Serialize)]
+struct VersionView {
+    image: String,
+    path: String,
+    reason: String,
+    at: String,
+    mark: Option<&'static str>,
+    note: Option<String>,
 }
 
 async fn task_detail(State(app): State<Arc<App>>, UrlPath(i): UrlPath<usize>) -> Result<Response, ApiError> {
@@ -479,7 +502,7 @@ async fn task_detail(State(app): State<Arc<App>>, UrlPath(i): UrlPath<usize>) ->
     let mut history = Vec::new();
     let mut step = i;
     while let Some(prev) = index.task(step).deps.iter().map(|d| *d as usize).find(|d| index.task(*d).job == task.job) {
-        history.push(item(&loaded, prev));
+        history.push(Step { item: item(&loaded, prev), prompt: index.task(prev).prompt.clone() });
         step = prev;
     }
     history.reverse();
@@ -508,6 +531,21 @@ async fn task_detail(State(app): State<Arc<App>>, UrlPath(i): UrlPath<usize>) ->
         finish_reason: finished.and_then(|f| f.finish_reason.clone()),
         error_class: finished.and_then(|f| f.error.as_ref()).map(|(class, _)| class.clone()),
         noted_at: loaded.mark(i).map(|m| m.at.clone()),
+        versions: index
+            .versions(i)
+            .iter()
+            .map(|v| {
+                let mark = loaded.marks.latest(&v.hash);
+                VersionView {
+                    image: v.hash.clone(),
+                    path: v.path.clone(),
+                    reason: v.reason.clone(),
+                    at: v.at.clone(),
+                    mark: mark.map(|m| m.mark.as_str()),
+                    note: mark.and_then(|m| m.note.clone()),
+                }
+            })
+            .collect(),
     };
     Ok(no_store(axum::Json(detail)))
 }
@@ -550,6 +588,9 @@ async fn marks(
     let mut records = Vec::with_capacity(request.marks.len());
     let mut tasks = Vec::with_capacity(request.marks.len());
     for change in request.marks {
+        if change.mark == Verdict::Rerolled {
+            return Err((StatusCode::BAD_REQUEST, "a mark is approved, rejected or cleared".into()));
+        }
         let Some(i) = loaded.index.task_of_image(&change.image) else {
             return Err((
                 StatusCode::CONFLICT,
@@ -569,8 +610,7 @@ async fn marks(
 
 async fn image(State(app): State<Arc<App>>, UrlPath(hash): UrlPath<String>) -> Result<Response, ApiError> {
     let loaded = app.current().await?;
-    let i = loaded.index.task_of_image(&hash).ok_or_else(|| not_found("such image"))?;
-    let rel = loaded.index.image(i).map(|img| img.path.clone()).ok_or_else(|| not_found("such image"))?;
+    let rel = loaded.index.image_path(&hash).map(str::to_owned).ok_or_else(|| not_found("such image"))?;
     let file = app.file_of(&rel).ok_or_else(|| not_found("image file"))?;
     let bytes = tokio::fs::read(&file).await.map_err(|_| not_found("image file"))?;
     let mime = crate::media::sniff(&bytes).map_or("application/octet-stream", |k| k.mime());
@@ -579,8 +619,7 @@ async fn image(State(app): State<Arc<App>>, UrlPath(hash): UrlPath<String>) -> R
 
 async fn thumb(State(app): State<Arc<App>>, UrlPath(hash): UrlPath<String>) -> Result<Response, ApiError> {
     let loaded = app.current().await?;
-    let i = loaded.index.task_of_image(&hash).ok_or_else(|| not_found("such image"))?;
-    let rel = loaded.index.image(i).map(|img| img.path.clone()).ok_or_else(|| not_found("such image"))?;
+    let rel = loaded.index.image_path(&hash).map(str::to_owned).ok_or_else(|| not_found("such image"))?;
     app.file_of(&rel).ok_or_else(|| not_found("image file"))?;
     let root = app.root.clone();
     let made =

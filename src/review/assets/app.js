@@ -166,7 +166,7 @@
   }
 
   function cellKey(item, pos) {
-    return [item.i, item.image, item.mark, item.note, pos === state.focus, state.selected.has(item.i), state.saving.has(item.i), state.cols].join("|");
+    return [item.i, item.image, item.mark, item.note, item.versions, pos === state.focus, state.selected.has(item.i), state.saving.has(item.i), state.cols].join("|");
   }
 
   function cell(item, pos) {
@@ -208,7 +208,8 @@
     meta.appendChild(text("span", "key", item.key));
     if (item.status !== "succeeded") meta.appendChild(text("span", "badge " + item.status, item.status.replace("_", " ")));
     el.appendChild(meta);
-    el.appendChild(text("div", "label", `${item.job} · ${item.label} · $${item.cost_usd.toFixed(4)}`));
+    const earlier = item.versions ? ` · ${item.versions} earlier` : "";
+    el.appendChild(text("div", "label", `${item.job} · ${item.label} · $${item.cost_usd.toFixed(4)}${earlier}`));
     if (item.image) {
       el.appendChild(markButtons(item));
       if (item.note) el.appendChild(text("div", "note", item.note));
@@ -407,8 +408,9 @@
     panel.appendChild(dl);
     if (detail.error) panel.appendChild(text("p", "error", (detail.error_class ? detail.error_class + ": " : "") + detail.error));
     for (const step of detail.history) {
-      panel.appendChild(text("h3", "sub", "earlier step " + (step.label || "")));
-      panel.appendChild(versionStrip([{ item: step, caption: step.status }]));
+      panel.appendChild(text("h3", "sub", "earlier step · " + step.label));
+      panel.appendChild(versionStrip([{ item: step, caption: step.status.replace("_", " ") }]));
+      panel.appendChild(text("pre", "", step.prompt));
     }
     panel.appendChild(text("h3", "sub", "prompt"));
     panel.appendChild(text("pre", "", detail.prompt));
@@ -423,7 +425,8 @@
     const versions = detail.versions || [];
     if (versions.length) {
       panel.appendChild(text("h3", "sub", "versions (earlier first)"));
-      const strip = versions.map((v) => ({ image: v.image, caption: `${v.reason || "earlier"}${v.mark ? " · " + v.mark : ""}` }));
+      const why = { rerun: "re-rolled", changed: "inputs changed", modified: "edited" };
+      const strip = versions.map((v) => ({ image: v.image, caption: `${why[v.reason] || v.reason}${v.mark ? " · " + v.mark : ""}` }));
       strip.push({ image: detail.image, caption: "current" + (detail.mark ? " · " + detail.mark : ""), current: true });
       panel.appendChild(versionStrip(strip));
     }
