@@ -34,8 +34,8 @@ use crate::plan::Plan;
 use crate::redact::Secret;
 use crate::report::thumbs;
 use crate::review::log::{self as review_log, MarkRecord, Verdict};
-use crate::ui::progress::{JsonSink, PlainSink, TerminalSink};
-use crate::ui::{Printer, Verbosity, duration, thousands};
+use crate::ui::progress::{JsonSink, PlainSink, RunTotals, TerminalSink, finished_json, outcome_line};
+use crate::ui::{Printer, Verbosity, thousands};
 use crate::{env_vars, exit_code, fsutil};
 
 /// Concurrency when neither `-j` nor `limits.concurrency` says.
@@ -537,17 +537,8 @@ pub fn finish(
     };
     let p = &outcome.progress;
     let previously_failed = decisions.iter().filter(|d| matches!(d, Decision::Failed { .. })).count() as u64;
-    let pending = p.to_run.saturating_sub(p.finished());
-    printer.note(&format!(
-        "{}: {} succeeded, {} failed, {} without image, {} skipped, {} pending in {}",
-        manifest.name,
-        thousands(p.succeeded),
-        thousands(p.failed),
-        thousands(p.no_image),
-        thousands(p.skipped),
-        thousands(pending),
-        duration(p.elapsed)
-    ));
+    let already_done = decisions.iter().filter(|d| matches!(d, Decision::Done { .. })).count() as u64;
+    printer.note(&outcome_line(&manifest.name, p, already_done, previously_failed));
     let mut money = format!("spent {} this run", p.spent_usd);
     if !p.possibly_billed_usd.is_zero() {
         money.push_str(&format!(
@@ -569,6 +560,15 @@ pub fn finish(
         printer.warn(&format!("the report could not be written: {e}"));
     }
     let failures = p.failed + p.no_image + p.skipped + previously_failed;
+    if args.json {
+        let status = match &outcome.stop {
+            Some(reason) => reason.label(),
+            None if failures > 0 => "completed_with_failures",
+            None => "completed",
+        };
+        let reports = report.as_deref().unwrap_or_default();
+        printer.data(&finished_json(&RunTotals::new(status, p, already_done, previously_failed, reports)));
+    }
     let code = match &outcome.stop {
         Some(StopReason::Interrupted) => {
             printer.hint(&format!("resume with: {resume}"));

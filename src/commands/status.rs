@@ -81,7 +81,7 @@ pub fn run(printer: &Printer, args: &StatusArgs) -> CommandResult {
     } else {
         None
     };
-    let last_run = state.last_end.as_ref().map(|e| format!("{} at {}", e.status, e.at));
+    let last_run = state.last_end.as_ref().map(|e| format!("{} at {}", e.status, crate::ui::human_time(&e.at)));
     let open_batches: Vec<String> =
         state.open_batches().iter().map(|b| format!("{} ({} tasks, {})", b.name, b.ids.len(), b.model)).collect();
     if args.json {

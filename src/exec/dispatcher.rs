@@ -903,10 +903,12 @@ impl<'s> Dispatcher<'s> {
             self.states[i as usize] = State::Ready;
         }
         let (id, job) = self.names(i);
+        let counted = self.attempts[i as usize];
         self.emit(&Event::AttemptFailed {
             id,
             job,
             attempt,
+            counted,
             class,
             message,
             retry_in_ms: retry_in.map(|d| d.as_millis() as u64),

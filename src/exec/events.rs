@@ -28,7 +28,11 @@ pub enum Event {
     AttemptFailed {
         id: String,
         job: String,
+        /// The request's number for this task (429 answers included).
         attempt: u32,
+        /// Attempts that count against `retry.attempts` so far; a 429 is not one of them (the
+        /// quota talking, retried apart: `class` is `rate_limited`).
+        counted: u32,
         class: &'static str,
         message: String,
         #[serde(skip_serializing_if = "Option::is_none")]

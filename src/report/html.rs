@@ -102,6 +102,7 @@ pub fn render(report: &Report, snapshot: &PlanSnapshot, root: &Path) -> String {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::Html);
     env.add_function("money", |v: f64| format!("${v:.4}"));
+    env.add_filter("when", |v: String| crate::ui::human_time(&v));
     match env.render_named_str("report.html", TEMPLATE, minijinja::value::Serde(&view)) {
         Ok(html) => html,
         Err(e) => format!("<!doctype html><p>report rendering failed: {}</p>", escape(&e.to_string())),

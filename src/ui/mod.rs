@@ -135,6 +135,15 @@ pub fn duration(d: std::time::Duration) -> String {
     }
 }
 
+/// A recorded timestamp (`2026-11-25T14:03:07.123456789Z`) for people: `2026-11-25 14:03:07 UTC`,
+/// to the second. Text that is not a timestamp is shown as it is.
+pub fn human_time(recorded: &str) -> String {
+    match recorded.parse::<jiff::Timestamp>() {
+        Ok(t) => t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        Err(_) => recorded.to_owned(),
+    }
+}
+
 /// Asks a yes/no question on the terminal; anything but `y`/`yes` is no.
 #[allow(clippy::print_stderr)]
 pub fn confirm(printer: &Printer, question: &str) -> bool {
@@ -160,5 +169,14 @@ mod tests {
         assert_eq!(thousands(12), "12");
         assert_eq!(duration(std::time::Duration::from_secs(3725)), "1h02m");
         assert_eq!(duration(std::time::Duration::from_secs(185)), "3m05s");
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn timestamps_are_shown_to_the_second() {
+        assert_eq!(super::human_time("2026-11-25T14:03:07.123456789Z"), "2026-11-25 14:03:07 UTC");
+        assert_eq!(super::human_time("not a time"), "not a time");
     }
 }

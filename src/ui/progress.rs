@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use serde::Serialize;
+
 use super::{Printer, duration, thousands};
+use crate::catalog::Usd;
 use crate::exec::events::{Event, EventSink, Progress};
 
 /// `12.3 img/min · ETA 4m10s · $1.2345 spent · 3 retries · 1 failed`
@@ -27,8 +30,12 @@ fn summary_line(p: &Progress) -> String {
     if p.retries > 0 {
         parts.push(format!("{} retries", p.retries));
     }
-    if p.failed + p.no_image > 0 {
-        parts.push(format!("{} failed", p.failed + p.no_image));
+    // The same words and counts as the summary at the end.
+    if p.failed > 0 {
+        parts.push(format!("{} failed", p.failed));
+    }
+    if p.no_image > 0 {
+        parts.push(format!("{} without image", p.no_image));
     }
     if p.skipped > 0 {
         parts.push(format!("{} skipped", p.skipped));
@@ -38,17 +45,18 @@ fn summary_line(p: &Progress) -> String {
 
 fn event_line(event: &Event) -> Option<String> {
     match event {
-        Event::AttemptFailed { id, attempt, class, message, retry_in_ms, possibly_billed, .. } => {
+        Event::AttemptFailed { id, counted, class, message, retry_in_ms, possibly_billed, .. } => {
             let billed = if *possibly_billed { " (possibly billed)" } else { "" };
             let message = first_line(message);
-            Some(match retry_in_ms {
-                Some(ms) => format!(
-                    "  retry {id} (attempt {attempt}): {class}{billed}: {message}, retrying in {}",
-                    duration(Duration::from_millis(*ms))
-                ),
-                None => format!(
-                    "  attempt failed {id} (attempt {attempt}): {class}{billed}: {message}; not retried now (stopping), the next run will"
-                ),
+            // A 429 does not use up `retry.attempts`; numbering it would show "attempt 3" of 2.
+            let (head, tail) = match retry_in_ms {
+                Some(ms) => ("retry", format!(", retrying in {}", duration(Duration::from_millis(*ms)))),
+                None => ("attempt failed", "; not retried now (stopping), the next run will".to_owned()),
+            };
+            Some(if *class == "rate_limited" {
+                format!("  rate-limited {head} {id}: {message}{tail}")
+            } else {
+                format!("  {head} {id} (attempt {counted} failed): {class}{billed}: {message}{tail}")
             })
         }
         Event::TaskFinished { id, status: status @ ("failed" | "no_image"), message, .. } => {
@@ -62,6 +70,46 @@ fn event_line(event: &Event) -> Option<String> {
         Event::Note { message } => Some(format!("  {message}")),
         _ => None,
     }
+}
+
+/// `running 18 of 20 tasks (2 already done) with up to 16 in flight; estimate $1.0990`
+fn opening_line(event: &Event) -> Option<String> {
+    let Event::Started { total, to_run, already_done, estimate_usd, concurrency, .. } = event else { return None };
+    Some(format!(
+        "running {} of {} tasks ({} already done) with up to {concurrency} in flight; estimate {estimate_usd}",
+        thousands(*to_run),
+        thousands(*total),
+        thousands(*already_done)
+    ))
+}
+
+/// The run's outcome in the words of the progress line: `catalogue: 3 succeeded, 1 failed,
+/// 4 without image, 15 already done in 12s`; counts that are zero are left out, and a run
+/// where nothing ran says so (`nothing to run: 18 already done`).
+pub fn outcome_line(name: &str, p: &Progress, already_done: u64, failed_before: u64) -> String {
+    let pending = p.to_run.saturating_sub(p.finished());
+    let mut parts: Vec<String> = [
+        (p.succeeded, "succeeded"),
+        (p.failed, "failed"),
+        (p.no_image, "without image"),
+        (p.skipped, "skipped"),
+        (pending, "pending"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{} {what}", thousands(*n)))
+    .collect();
+    let before: Vec<String> = [(already_done, "already done"), (failed_before, "failed in an earlier run")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{} {what}", thousands(*n)))
+        .collect();
+    if p.to_run == 0 {
+        let before = if before.is_empty() { "no tasks".to_owned() } else { before.join(", ") };
+        return format!("{name}: nothing to run: {before}");
+    }
+    parts.extend(before);
+    format!("{name}: {} in {}", parts.join(", "), duration(p.elapsed))
 }
 
 fn first_line(text: &str) -> &str {
@@ -94,6 +142,10 @@ impl EventSink for TerminalSink {
     fn emit(&mut self, event: &Event, p: &Progress) {
         match event {
             Event::Started { to_run, jobs, .. } => {
+                // Above the bars, as the plain output has it first.
+                if let Some(line) = opening_line(event) {
+                    let _ = self.multi.println(line);
+                }
                 self.total.set_length(*to_run);
                 if jobs.iter().filter(|(_, n)| *n > 0).count() > 1 {
                     let style = ProgressStyle::with_template("  {prefix:<16} [{bar:24.green/white}] {pos}/{len}")
@@ -163,12 +215,11 @@ impl PlainSink {
 impl EventSink for PlainSink {
     fn emit(&mut self, event: &Event, p: &Progress) {
         match event {
-            Event::Started { total, to_run, already_done, estimate_usd, concurrency, .. } => self.printer.note(&format!(
-                "running {} of {} tasks ({} already done) with up to {concurrency} in flight; estimate {estimate_usd}",
-                thousands(*to_run),
-                thousands(*total),
-                thousands(*already_done)
-            )),
+            Event::Started { .. } => {
+                if let Some(line) = opening_line(event) {
+                    self.printer.note(&line);
+                }
+            }
             Event::Finished { .. } => self.printer.note(&self.line(p)),
             _ => {
                 if let Some(line) = event_line(event) {
@@ -200,6 +251,11 @@ impl JsonSink {
 
 impl EventSink for JsonSink {
     fn emit(&mut self, event: &Event, _: &Progress) {
+        // The run's last event is written by `run` once the reports exist, with the totals
+        // ([`finished_json`]).
+        if matches!(event, Event::Finished { .. }) {
+            return;
+        }
         if let Ok(line) = serde_json::to_string(event) {
             self.printer.data(&line);
         }
@@ -213,4 +269,51 @@ impl EventSink for JsonSink {
             self.printer.data(&value.to_string());
         }
     }
+}
+
+/// The totals of a run, in `--json`'s last event (`{"event": "finished", ...}`).
+#[derive(Debug, Serialize)]
+pub struct RunTotals<'a> {
+    pub status: &'a str,
+    pub tasks: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub no_image: u64,
+    pub skipped: u64,
+    pub pending: u64,
+    pub already_done: u64,
+    pub failed_before: u64,
+    pub spent_usd: Usd,
+    pub possibly_billed_usd: Usd,
+    pub possibly_billed_attempts: u64,
+    pub retries: u64,
+    pub elapsed_ms: u64,
+    pub reports: &'a [String],
+}
+
+impl<'a> RunTotals<'a> {
+    pub fn new(status: &'a str, p: &Progress, already_done: u64, failed_before: u64, reports: &'a [String]) -> Self {
+        RunTotals {
+            status,
+            tasks: p.total,
+            succeeded: p.succeeded,
+            failed: p.failed,
+            no_image: p.no_image,
+            skipped: p.skipped,
+            pending: p.to_run.saturating_sub(p.finished()),
+            already_done,
+            failed_before,
+            spent_usd: p.spent_usd,
+            possibly_billed_usd: p.possibly_billed_usd,
+            possibly_billed_attempts: p.possibly_billed_attempts,
+            retries: p.retries,
+            elapsed_ms: p.elapsed.as_millis() as u64,
+            reports,
+        }
+    }
+}
+
+/// `{"event":"finished","status":…,"totals":{…}}`
+pub fn finished_json(totals: &RunTotals<'_>) -> String {
+    serde_json::json!({"event": "finished", "status": totals.status, "totals": totals}).to_string()
 }

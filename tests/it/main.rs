@@ -20,3 +20,4 @@ mod run_home;
 mod schemas;
 mod streaming;
 mod support;
+mod terminal;
