@@ -65,6 +65,8 @@ pub enum Command {
     Mark(MarkArgs),
     /// Copy the approved (or all) images, their sidecars and a CSV to a directory or a zip file.
     Export(ExportArgs),
+    /// Delete the earlier images a run directory keeps (never deleted otherwise).
+    Prune(PruneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -130,7 +132,9 @@ pub struct RunArgs {
     /// the rejected images are kept as earlier versions.
     #[arg(long)]
     pub reroll_rejected: bool,
-    /// Start over: delete this run's state and outputs (asks first).
+    /// Start over: forget this manifest's runs in the output directory and delete the images
+    /// they wrote, as recorded and unchanged (asks first). Other manifests' runs and files
+    /// there, and anything outside the directory, are left alone; refused while batch jobs are open.
     #[arg(long)]
     pub fresh: bool,
     /// Answer yes to questions (with --fresh).
@@ -273,6 +277,20 @@ pub struct CancelArgs {
     /// Send the key as `?key=` (for proxies that need it).
     #[arg(long)]
     pub query_key: bool,
+}
+
+/// When a new image replaces a paid one (a changed prompt, a retry, a re-roll), the earlier
+/// image and its sidecar are kept under DIR/.nanobatch/superseded/<fingerprint>/; `status` and
+/// the report list them. `prune` deletes them, after asking.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    pub dir: PathBuf,
+    /// The earlier images under .nanobatch/superseded/ (what prune deletes; the default).
+    #[arg(long)]
+    pub superseded: bool,
+    /// Delete without asking (needed when not on a terminal).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,36 @@ pub fn finish(hasher: &ContentHasher) -> String {
     hasher.finalize().to_hex().to_string()
 }
 
+/// The hex hash of a file under `algorithm`, read in pieces (an image is never whole in memory).
+pub fn file_hash(path: &std::path::Path, algorithm: Algorithm) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    match algorithm {
+        Algorithm::Blake3 => {
+            let mut hasher = ContentHasher::new();
+            hasher.update_reader(&mut file)?;
+            Ok(finish(&hasher))
+        }
+        Algorithm::Sha256 => {
+            use std::io::Read;
+            let mut hasher = sha2::Sha256::new();
+            let mut buffer = vec![0u8; 256 << 10];
+            loop {
+                match file.read(&mut buffer)? {
+                    0 => break,
+                    n => hasher.update(&buffer[..n]),
+                }
+            }
+            Ok(hex::encode(hasher.finalize()))
+        }
+    }
+}
+
+/// Whether the file at `path` hashes to `expected` (hex) under `algorithm`; `false` when it
+/// cannot be read.
+pub fn file_matches(path: &std::path::Path, algorithm: Algorithm, expected: &str) -> bool {
+    !expected.is_empty() && file_hash(path, algorithm).is_ok_and(|h| h == expected)
+}
+
 /// How an output's recorded hash is checked: BLAKE3, or SHA-256 for records from before BLAKE3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {

@@ -5,12 +5,14 @@
 //! record is written; the journal is written only by the dispatcher; resume is a pure function
 //! of (plan, journal, files).
 
+pub mod fresh;
 pub mod journal;
 pub mod lock;
 pub mod records;
 pub mod resume;
 pub mod snapshot;
 pub mod store;
+pub mod superseded;
 
 use std::path::{Path, PathBuf};
 

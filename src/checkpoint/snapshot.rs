@@ -102,7 +102,8 @@ impl PlanSnapshot {
     /// Writes the snapshot of `plan` task by task, never whole in memory (it would be ≈1 KB per
     /// task, and memory freed after planning is not given back), unless the file already holds
     /// these tasks (a resume of an unchanged plan then writes nothing: 50 MB for 100,000 tasks).
-    pub fn write_plan(manifest: &Manifest, plan: &Plan, path: &Path) -> Result<(), FsError> {
+    /// Writes the snapshot unless the one on disk is the same plan; whether it changed.
+    pub fn write_plan(manifest: &Manifest, plan: &Plan, path: &Path) -> Result<bool, FsError> {
         let mut tasks = Vec::with_capacity(256 * plan.tasks.len());
         for task in &plan.tasks {
             let _ = serde_json::to_writer(&mut tasks, &snapshot_task(manifest, task));
@@ -184,18 +185,19 @@ fn header(manifest: &Manifest) -> SnapshotHeader {
 
 /// Writes a snapshot made of `header` and the serialized `tasks` (one JSON line each), unless
 /// the file holds the same tasks under the same header but for its creation time.
-fn write_unless_unchanged(header: &SnapshotHeader, tasks: &[u8], path: &Path) -> Result<(), FsError> {
+fn write_unless_unchanged(header: &SnapshotHeader, tasks: &[u8], path: &Path) -> Result<bool, FsError> {
     if let Ok(existing) = std::fs::read(path)
         && let Some(newline) = existing.iter().position(|&b| b == b'\n')
         && existing[newline + 1..] == tasks[..]
         && serde_json::from_slice::<SnapshotHeader>(&existing[..newline])
             .is_ok_and(|old| SnapshotHeader { created: old.created.clone(), ..header.clone() } == old)
     {
-        return Ok(());
+        return Ok(false);
     }
     let mut line = serde_json::to_vec(header).unwrap_or_default();
     line.push(b'\n');
-    fsutil::write_atomic_parts(path, &[&line, tasks], true)
+    fsutil::write_atomic_parts(path, &[&line, tasks], true)?;
+    Ok(true)
 }
 
 fn snapshot_task(manifest: &Manifest, task: &crate::plan::Task) -> SnapshotTask {

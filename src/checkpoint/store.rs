@@ -1,13 +1,15 @@
 //! Output files: every image and sidecar is written to a temp file in its target directory,
 //! fsynced and renamed into place before the journal hears of it. Directories are created on
 //! demand and checked once to resolve inside the output directory (a symlinked subdirectory
-//! pointing elsewhere is refused).
+//! pointing elsewhere is refused). An image already at the target is moved aside first
+//! ([`super::superseded`]), never overwritten.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
+use super::records::SupersededRecord;
 use crate::buffers::{BufferPool, Pooled};
 use crate::fsutil::{self, FsError};
 
@@ -39,6 +41,15 @@ pub struct Written {
     pub sidecar: String,
     pub bytes: u64,
     pub mtime_ns: u64,
+    /// The image that was at the target before, moved aside (to be journaled).
+    pub superseded: Option<SupersededRecord>,
+}
+
+/// The task an output belongs to: names what an image moved out of its way is superseded by.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub id: &'a str,
+    pub fp: &'a str,
 }
 
 impl OutputStore {
@@ -87,12 +98,20 @@ impl OutputStore {
     }
 
     /// Writes an image (`stem.ext`) and its sidecar (`stem.json`), durably, image first.
-    pub fn write_image(&self, stem: &str, ext: &str, image: &[u8], sidecar: &[u8]) -> Result<Written, StoreError> {
+    pub fn write_image(
+        &self,
+        stem: &str,
+        ext: &str,
+        image: &[u8],
+        sidecar: &[u8],
+        owner: Owner<'_>,
+    ) -> Result<Written, StoreError> {
         let Targets { image_rel, image_path, sidecar_rel, sidecar_path } = self.targets(stem, ext)?;
+        let superseded = super::superseded::move_aside(&self.root, stem, owner.id, owner.fp)?;
         fsutil::write_atomic_parts(&image_path, &[image], false)?;
         fsutil::write_atomic_parts(&sidecar_path, &[sidecar], true)?;
         let meta = fsutil::metadata(&image_path).map_err(|e| FsError::new("cannot read", &image_path, e))?;
-        Ok(Written { path: image_rel, sidecar: sidecar_rel, bytes: meta.len(), mtime_ns: mtime_ns(&meta) })
+        Ok(Written { path: image_rel, sidecar: sidecar_rel, bytes: meta.len(), mtime_ns: mtime_ns(&meta), superseded })
     }
 
     /// Starts an image that arrives in pieces: a temp file in the directory of `stem`, to be
@@ -110,15 +129,17 @@ impl OutputStore {
         stem: &str,
         ext: &str,
         sidecar: &[u8],
+        owner: Owner<'_>,
     ) -> Result<Written, StoreError> {
         let Targets { image_rel, image_path, sidecar_rel, sidecar_path } = self.targets(stem, ext)?;
         let file = pending.finish()?;
         file.as_file().sync_all().map_err(|e| FsError::new("cannot sync", file.path(), e))?;
         // The size and time recorded are the file's own, read before it is visible by name.
         let meta = file.as_file().metadata().map_err(|e| FsError::new("cannot read", file.path(), e))?;
+        let superseded = super::superseded::move_aside(&self.root, stem, owner.id, owner.fp)?;
         file.persist(&image_path).map_err(|e| FsError::new("cannot rename into", &image_path, e.error))?;
         fsutil::write_atomic_parts(&sidecar_path, &[sidecar], true)?;
-        Ok(Written { path: image_rel, sidecar: sidecar_rel, bytes: meta.len(), mtime_ns: mtime_ns(&meta) })
+        Ok(Written { path: image_rel, sidecar: sidecar_rel, bytes: meta.len(), mtime_ns: mtime_ns(&meta), superseded })
     }
 
     /// Writes a state file under `.nanobatch/` (conversation turns).
@@ -388,7 +409,9 @@ pub fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{DIRECT_BLOCK, OutputStore, StoreError};
+    use super::{DIRECT_BLOCK, OutputStore, Owner, StoreError};
+
+    const OWNER: Owner<'static> = Owner { id: "t", fp: "f" };
 
     fn image_bytes(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_right(13) as u8).collect()
@@ -414,7 +437,7 @@ mod tests {
                 rest = &rest[take..];
                 piece = piece * 7 % 300_007 + 1;
             }
-            let written = store.commit_image(pending, &stem, "png", b"{}").unwrap();
+            let written = store.commit_image(pending, &stem, "png", b"{}", OWNER).unwrap();
             assert_eq!(written.bytes, len as u64);
             assert_eq!(std::fs::read(dir.path().join(format!("{stem}.png"))).unwrap(), bytes, "length {len}");
         }
@@ -439,7 +462,7 @@ mod tests {
         let mut pending = pending;
         pending.complete().unwrap();
         assert_eq!(std::fs::read(pending.path()).unwrap(), bytes);
-        store.commit_image(pending, "job/f", "png", b"{}").unwrap();
+        store.commit_image(pending, "job/f", "png", b"{}", OWNER).unwrap();
         assert_eq!(std::fs::read(dir.path().join("job/f.png")).unwrap(), bytes);
     }
 
@@ -456,7 +479,7 @@ mod tests {
     fn writes_image_and_sidecar() {
         let dir = tempfile::tempdir().unwrap();
         let store = OutputStore::open(dir.path()).unwrap();
-        let w = store.write_image("job/a-1x1", "png", b"\x89PNG...", b"{}").unwrap();
+        let w = store.write_image("job/a-1x1", "png", b"\x89PNG...", b"{}", OWNER).unwrap();
         assert_eq!(w.path, "job/a-1x1.png");
         assert_eq!(std::fs::read(dir.path().join("job/a-1x1.png")).unwrap(), b"\x89PNG...");
         assert_eq!(std::fs::read(dir.path().join("job/a-1x1.json")).unwrap(), b"{}");
@@ -475,7 +498,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("job")).unwrap();
         let store = OutputStore::open(dir.path()).unwrap();
-        let err = store.write_image("job/a", "png", b"x", b"{}").unwrap_err();
+        let err = store.write_image("job/a", "png", b"x", b"{}", OWNER).unwrap_err();
         assert!(matches!(err, StoreError::Escape { .. }), "{err}");
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }

@@ -8,6 +8,7 @@ pub mod mark;
 pub mod mock_server;
 pub mod models;
 pub mod plan;
+pub mod prune;
 pub mod report;
 pub mod review;
 pub mod run;
@@ -82,6 +83,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Review(args) => review::run(&printer, &args),
         Command::Mark(args) => mark::run(&printer, &args),
         Command::Export(args) => export::run(&printer, &args),
+        Command::Prune(args) => prune::run(&printer, &args),
     };
     match result {
         Ok(code) => code,

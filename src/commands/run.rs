@@ -14,13 +14,14 @@ use super::{
 use crate::api::http::{AuthMode, Endpoint, HttpApi, HttpOptions};
 use crate::api::{BatchApi, ImageApi};
 use crate::catalog::Tier;
-use crate::checkpoint::RunDir;
 use crate::checkpoint::journal::{self, JournalWriter};
 use crate::checkpoint::lock::{RunLock, hostname};
-use crate::checkpoint::records::{Record, RunRecord, TaskRecord, now};
+use crate::checkpoint::records::{OutputRecord, Record, RunRecord, TaskRecord, now};
 use crate::checkpoint::resume::{Decision, JournalState, strip_extension};
 use crate::checkpoint::snapshot::PlanSnapshot;
 use crate::checkpoint::store::OutputStore;
+use crate::checkpoint::superseded;
+use crate::checkpoint::{RunDir, fresh};
 use crate::cli::{Mode, RunArgs};
 use crate::exec::batch::{BatchLimits, BatchMode};
 use crate::exec::cancel::Cancel;
@@ -35,7 +36,7 @@ use crate::redact::Secret;
 use crate::report::thumbs;
 use crate::review::log::{self as review_log, MarkRecord, Verdict};
 use crate::ui::progress::{JsonSink, PlainSink, RunTotals, TerminalSink, finished_json, outcome_line};
-use crate::ui::{Printer, Verbosity, thousands};
+use crate::ui::{Printer, Verbosity, counted, thousands};
 use crate::{env_vars, exit_code, fsutil};
 
 /// Concurrency when neither `-j` nor `limits.concurrency` says.
@@ -184,6 +185,9 @@ pub struct Prepared {
     pub journal: JournalWriter,
     /// Done tasks whose outputs were moved to new names (the journal changed).
     pub moved: usize,
+    /// The journal or the plan changed before anything ran (outputs moved or found, a
+    /// different plan): the reports must be written again even if nothing runs.
+    pub changed: bool,
 }
 
 pub fn prepare(
@@ -204,7 +208,7 @@ pub fn prepare(
         ));
     }
     if args.fresh {
-        start_over(printer, &run_dir, args.yes)?;
+        start_over(printer, &run_dir, &manifest.file, args.yes)?;
     }
     let started = std::time::Instant::now();
     let contents = journal::read(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?;
@@ -231,10 +235,10 @@ pub fn prepare(
         (decisions, snapshot.join())
     });
     let mut decisions = decisions;
-    match snapshot {
+    let plan_changed = match snapshot {
         Ok(written) => written.map_err(fs_fatal)?,
         Err(_) => return Err(CommandError::fatal("the plan snapshot could not be built")),
-    }
+    };
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "plan snapshot written");
     let mut journal = JournalWriter::open(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?;
     journal.append(&Record::Run(RunRecord {
@@ -246,6 +250,7 @@ pub fn prepare(
         tasks: plan.tasks.len() as u64,
         mode: mode.to_owned(),
     }));
+    let found = journal_unrecorded_superseded(printer, dir, &mut state, &mut journal);
     let moved = relocate_renamed(printer, plan, &store, &mut state, &mut decisions, &mut journal)?;
     if args.reroll_rejected {
         // After relocation: a re-rolled image lands at the task's current name.
@@ -268,7 +273,32 @@ pub fn prepare(
             .map_err(|e| CommandError::fatal(e.to_string()))?;
     }
     journal.commit().map_err(|e| CommandError::fatal(format!("cannot write the journal: {e}")))?;
-    Ok(Prepared { lock, store, state, decisions, journal, moved })
+    let changed = plan_changed || moved > 0 || found > 0;
+    Ok(Prepared { lock, store, state, decisions, journal, moved, changed })
+}
+
+/// Superseded images a run moved aside but stopped before journaling: journaled now, so that
+/// `status`, the report and `prune` know them.
+fn journal_unrecorded_superseded(
+    printer: &Printer,
+    dir: &Path,
+    state: &mut JournalState,
+    journal: &mut JournalWriter,
+) -> usize {
+    let found = superseded::unrecorded(dir, &state.superseded);
+    for record in &found {
+        let record = Record::Superseded(record.clone());
+        journal.append(&record);
+        state.apply(&record);
+    }
+    if !found.is_empty() {
+        printer.note(&format!(
+            "found {} earlier images moved to {} by an interrupted run; they are kept",
+            found.len(),
+            dir.join(superseded::DIR).display()
+        ));
+    }
+    found.len()
 }
 
 /// Temp files in every output directory of the plan and in the state directory: writes a
@@ -304,11 +334,19 @@ fn relocate_renamed(
             let ext = output.path.rsplit('.').next().unwrap_or("png").to_owned();
             let image_to = format!("{}.{ext}", task.output);
             let sidecar_to = format!("{}.json", task.output);
-            let from_image = store.resolve(&output.path);
             let target = store.prepare(&image_to).map_err(|e| CommandError::fatal(e.to_string()))?;
+            // Whatever is at the new name is kept, not overwritten (it may be another task's
+            // output that moves next: it is then taken from where it was kept).
+            let fp = task.fingerprint.to_hex();
+            if let Some(aside) = superseded::move_aside(store.root(), &task.output, &task.id, &fp).map_err(fs_fatal)? {
+                let record = Record::Superseded(aside);
+                journal.append(&record);
+                state.apply(&record);
+            }
+            let (from_image, from_sidecar) = current_place(store, state, output);
             std::fs::rename(&from_image, &target)
                 .map_err(|e| CommandError::fatal(format!("cannot move {}: {e}", from_image.display())))?;
-            let _ = std::fs::rename(store.resolve(&output.sidecar), store.resolve(&sidecar_to));
+            let _ = std::fs::rename(from_sidecar, store.resolve(&sidecar_to));
             if let Ok(meta) = std::fs::metadata(&target) {
                 output.mtime_ns = crate::checkpoint::store::mtime_ns(&meta);
             }
@@ -327,32 +365,57 @@ fn relocate_renamed(
     Ok(moved)
 }
 
-/// `--fresh`: delete this directory's state and the outputs its journal recorded, after asking.
-fn start_over(printer: &Printer, run_dir: &RunDir, yes: bool) -> Result<(), CommandError> {
-    let contents = journal::read(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?;
-    let mut files: Vec<PathBuf> = Vec::new();
-    if let Some(c) = &contents {
-        for r in &c.records {
-            if let Record::Task(t) = r {
-                for o in &t.outputs {
-                    files.push(run_dir.root.join(&o.path));
-                    files.push(run_dir.root.join(&o.sidecar));
-                }
-            }
-        }
+/// Where a recorded output is now: at its path, or kept under `.nanobatch/superseded/` when
+/// another output was moved onto its name first.
+fn current_place(store: &OutputStore, state: &JournalState, output: &OutputRecord) -> (PathBuf, PathBuf) {
+    let at_path = (store.resolve(&output.path), store.resolve(&output.sidecar));
+    if at_path.0.exists() {
+        return at_path;
     }
-    files.retain(|f| f.exists());
-    files.sort();
-    files.dedup();
-    let has_state = run_dir.journal().exists() || run_dir.plan().exists();
-    if files.is_empty() && !has_state {
+    let kept = state.superseded.iter().rev().find_map(|s| {
+        let k = s.from.iter().position(|f| *f == output.path)?;
+        let o = s.outputs.get(k)?;
+        (o.blake3 == output.blake3 || o.sha256 == output.sha256 && !o.sha256.is_empty())
+            .then(|| (store.resolve(&o.path), store.resolve(&o.sidecar)))
+    });
+    kept.unwrap_or(at_path)
+}
+
+/// `--fresh`: forget this manifest's runs in the directory and delete the outputs they wrote,
+/// after asking (see [`crate::checkpoint::fresh`] for what is deleted and what is kept).
+fn start_over(printer: &Printer, run_dir: &RunDir, manifest: &Path, yes: bool) -> Result<(), CommandError> {
+    let start = fresh::plan(run_dir, manifest).map_err(|e| CommandError::fatal(e.to_string()))?;
+    if !start.open_batches.is_empty() {
+        return Err(CommandError::invalid(format!(
+            "--fresh would forget {} batch jobs still open on the server ({}); they are paid for, and their tasks would be paid again",
+            start.open_batches.len(),
+            start.open_batches.join(", ")
+        ))
+        .with_hint(format!(
+            "collect them first (run without --fresh) or cancel them: nanobatch cancel {}",
+            super::shell_quote(&run_dir.root.display().to_string())
+        )));
+    }
+    if start.files.is_empty() && !start.has_state {
         return Ok(());
     }
-    let question = format!(
-        "--fresh deletes the state of {} and the {} images and sidecars its runs wrote. Continue? [y/N] ",
+    let mut question = format!(
+        "--fresh deletes this manifest's state in {} and the {} images (and their sidecars) its runs wrote",
         run_dir.root.display(),
-        thousands(files.len() as u64 / 2)
+        thousands(start.images as u64)
     );
+    if !start.other_manifests.is_empty() {
+        question.push_str(&format!(
+            "; the runs and files of {} other manifests here ({}) are kept",
+            start.other_manifests.len(),
+            start.other_manifests.join(", ")
+        ));
+    }
+    if start.kept > 0 {
+        question
+            .push_str(&format!("; {} files changed since they were written are kept", thousands(start.kept as u64)));
+    }
+    question.push_str(". Continue? [y/N] ");
     if !yes {
         if !std::io::stdin().is_terminal() {
             return Err(CommandError::invalid(
@@ -363,16 +426,8 @@ fn start_over(printer: &Printer, run_dir: &RunDir, yes: bool) -> Result<(), Comm
             return Err(CommandError::invalid("nothing deleted"));
         }
     }
-    for f in &files {
-        let _ = fsutil::remove_file(f);
-    }
-    for state_file in [run_dir.journal(), run_dir.plan(), run_dir.report_json(), run_dir.report_html()] {
-        let _ = fsutil::remove_file(&state_file);
-    }
-    for sub in ["turns", "thumbs", "batches"] {
-        let _ = fsutil::remove_dir_all(&run_dir.state().join(sub));
-    }
-    printer.note(&format!("deleted {} files; starting over", files.len()));
+    let deleted = fresh::execute(run_dir, &start).map_err(fs_fatal)?;
+    printer.note(&format!("deleted {} files; starting over", thousands(deleted as u64)));
     Ok(())
 }
 
@@ -409,7 +464,7 @@ async fn run_manifest(
         Mode::Auto => "auto",
     };
     let prepared = prepare(printer, args, &manifest, &plan, &dir, mode)?;
-    let Prepared { lock, store, state, decisions, journal, moved } = prepared;
+    let Prepared { lock, store, state, decisions, journal, moved: _, changed } = prepared;
     let api = Arc::new(api);
     let batch = match args.mode {
         Mode::Interactive => None,
@@ -466,7 +521,7 @@ async fn run_manifest(
     // The reports are built on this thread, in an arena that the run's freed buffers are not in.
     let released = crate::memory::release_freed();
     tracing::debug!(released, "freed memory returned before the reports");
-    let code = finish(printer, args, &manifest, &dir, &decisions, moved == 0, result);
+    let code = finish(printer, args, &manifest, &dir, &decisions, !changed, result);
     drop(lock);
     if let Some(server) = mock {
         server.stop().await;
@@ -495,13 +550,15 @@ pub fn finish(
     manifest: &Manifest,
     dir: &Path,
     decisions: &[Decision],
-    nothing_moved: bool,
+    unchanged: bool,
     result: Result<RunOutcome, ExecError>,
 ) -> CommandResult {
     let resume = resume_command(&args.manifest, dir);
     let started = std::time::Instant::now();
     let run_dir = RunDir::new(dir);
-    let idle = nothing_moved
+    // Nothing ran and neither the plan nor the journal changed before the run: the reports on
+    // disk say everything already.
+    let idle = unchanged
         && matches!(&result, Ok(o) if o.progress.to_run == 0 && o.stop.is_none())
         && run_dir.report_json().exists()
         && (args.no_html || run_dir.report_html().exists());
@@ -512,7 +569,7 @@ pub fn finish(
         if !args.no_html {
             paths.push(run_dir.report_html().display().to_string());
         }
-        Ok(paths)
+        Ok(crate::commands::report::ReportsWritten { paths, ..Default::default() })
     } else {
         crate::commands::report::write_reports(printer, dir, !args.no_html)
     };
@@ -547,14 +604,34 @@ pub fn finish(
         ));
     }
     printer.note(&money);
+    if let Ok(written) = &report
+        && written.removed_tasks > 0
+    {
+        printer.note(&format!(
+            "spent in {} over all runs: {}, of which {} on {} no longer in the manifest (`nanobatch status {}` lists their files)",
+            dir.display(),
+            written.spent,
+            written.removed_spent,
+            counted(written.removed_tasks, "task"),
+            super::shell_quote(&dir.display().to_string())
+        ));
+    }
+    if p.superseded > 0 {
+        printer.note(&format!(
+            "kept {} that new ones replaced, in {} (delete them with: nanobatch prune {})",
+            counted(p.superseded, "earlier image"),
+            dir.join(superseded::DIR).display(),
+            super::shell_quote(&dir.display().to_string())
+        ));
+    }
     if previously_failed > 0 {
         printer
             .note(&format!("{previously_failed} tasks failed in an earlier run; add --retry-failed to try them again"));
     }
     printer.note(&format!("images in {}", dir.display()));
-    if let Ok(paths) = &report {
+    if let Ok(written) = &report {
         let unchanged = if idle { " (unchanged: nothing ran)" } else { "" };
-        printer.note(&format!("report: {}{unchanged}", paths.join(", ")));
+        printer.note(&format!("report: {}{unchanged}", written.paths.join(", ")));
     }
     if let Err(e) = &report {
         printer.warn(&format!("the report could not be written: {e}"));
@@ -566,7 +643,7 @@ pub fn finish(
             None if failures > 0 => "completed_with_failures",
             None => "completed",
         };
-        let reports = report.as_deref().unwrap_or_default();
+        let reports = report.as_ref().map(|w| w.paths.as_slice()).unwrap_or_default();
         printer.data(&finished_json(&RunTotals::new(status, p, already_done, previously_failed, reports)));
     }
     let code = match &outcome.stop {

@@ -10,11 +10,12 @@ use crate::checkpoint::RunDir;
 use crate::checkpoint::journal;
 use crate::checkpoint::resume::JournalState;
 use crate::checkpoint::snapshot::PlanSnapshot;
+use crate::checkpoint::superseded;
 use crate::cli::StatusArgs;
 use crate::exit_code;
-use crate::report::build::{outcomes, review_counts};
+use crate::report::build::{Removed, collect, review_counts};
 use crate::report::schema::ReviewCounts;
-use crate::ui::{Printer, thousands};
+use crate::ui::{Printer, counted, thousands};
 
 #[derive(Serialize)]
 struct StatusJson {
@@ -37,6 +38,33 @@ struct StatusJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     review: Option<ReviewCounts>,
     next: Option<String>,
+    /// Tasks the manifest no longer has: their spend is in `spent_usd`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    no_longer_in_manifest: Vec<RemovedJson>,
+    /// Earlier images kept under `.nanobatch/superseded/`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    superseded: Vec<SupersededJson>,
+}
+
+#[derive(Serialize)]
+struct RemovedJson {
+    id: String,
+    status: &'static str,
+    earlier_version: bool,
+    spent_usd: Usd,
+    possibly_billed_usd: Usd,
+    /// Its images on disk.
+    files: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct SupersededJson {
+    id: String,
+    fp: String,
+    path: String,
+    original: String,
+    reason: String,
+    bytes: u64,
 }
 
 pub fn run(printer: &Printer, args: &StatusArgs) -> CommandResult {
@@ -48,7 +76,11 @@ pub fn run(printer: &Printer, args: &StatusArgs) -> CommandResult {
     let contents =
         journal::read(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?.unwrap_or_default();
     let state = JournalState::from_records(&contents.records);
-    let outcomes = outcomes(&snapshot, &contents.records);
+    let collected = collect(&snapshot, &contents.records);
+    let outcomes = collected.tasks;
+    let removed: Vec<RemovedJson> = collected.removed.iter().map(|r| removed_json(&args.dir, r)).collect();
+    let kept = superseded::kept(&args.dir, &state.superseded);
+    let kept_bytes = superseded::kept_bytes(&args.dir, &kept);
     let marks = crate::review::read_marks(&run_dir).map_err(|e| CommandError::fatal(e.to_string()))?;
     let review = (!marks.marks.is_empty()).then(|| review_counts(&outcomes, &marks.marks));
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
@@ -103,6 +135,8 @@ pub fn run(printer: &Printer, args: &StatusArgs) -> CommandResult {
             open_batches,
             review,
             next,
+            no_longer_in_manifest: removed,
+            superseded: kept.iter().flat_map(|r| superseded_json(r)).collect(),
         };
         printer.data(&serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(exit_code::OK);
@@ -146,6 +180,16 @@ pub fn run(printer: &Printer, args: &StatusArgs) -> CommandResult {
     for b in &open_batches {
         text.push_str(&format!("  server-side batch job running: {b}\n"));
     }
+    text.push_str(&removed_text(&removed));
+    if !kept.is_empty() {
+        text.push_str(&format!(
+            "  superseded: {} kept in {} ({}); delete them with: nanobatch prune {}\n",
+            counted(kept.len() as u64, "earlier image"),
+            args.dir.join(superseded::DIR).display(),
+            crate::ui::bytes(kept_bytes),
+            shell_quote(&args.dir.display().to_string())
+        ));
+    }
     for note in &contents.notes {
         text.push_str(&format!("  note: {note}\n"));
     }
@@ -154,4 +198,65 @@ pub fn run(printer: &Printer, args: &StatusArgs) -> CommandResult {
     }
     printer.data(&text);
     Ok(exit_code::OK)
+}
+
+fn removed_json(dir: &std::path::Path, r: &Removed) -> RemovedJson {
+    let files = r.outcome.last.iter().flat_map(|l| &l.outputs).filter(|p| dir.join(p).is_file()).cloned().collect();
+    RemovedJson {
+        id: r.id.clone(),
+        status: r.outcome.status,
+        earlier_version: r.earlier_version,
+        spent_usd: r.outcome.actual_cost(),
+        possibly_billed_usd: r.outcome.possibly_billed(),
+        files,
+    }
+}
+
+/// The tasks no longer in the manifest: what they cost (in `spent` above) and their files
+/// (those kept as earlier images are listed with them, below).
+fn removed_text(removed: &[RemovedJson]) -> String {
+    if removed.is_empty() {
+        return String::new();
+    }
+    let spent: Usd = removed.iter().map(|r| r.spent_usd).sum();
+    let (kept, files): (Vec<&str>, Vec<&str>) =
+        removed.iter().flat_map(|r| r.files.iter().map(String::as_str)).partition(|f| f.starts_with(superseded::DIR));
+    let mut text =
+        format!("  no longer in the manifest: {}, {spent} of the spend above", counted(removed.len() as u64, "task"));
+    match (files.len(), kept.len()) {
+        (0, 0) => text.push_str("; no files left\n"),
+        (n, 0) => text.push_str(&format!("; their {} files:\n", thousands(n as u64))),
+        (0, k) => text.push_str(&format!("; their {} files are earlier images (below)\n", thousands(k as u64))),
+        (n, k) => text.push_str(&format!(
+            "; their {} files ({} more are earlier images, below):\n",
+            thousands(n as u64),
+            thousands(k as u64)
+        )),
+    }
+    const SHOWN: usize = 10;
+    for f in files.iter().take(SHOWN) {
+        text.push_str(&format!("    {f}\n"));
+    }
+    if files.len() > SHOWN {
+        text.push_str(&format!(
+            "    … and {} more (status --json lists them all)\n",
+            thousands((files.len() - SHOWN) as u64)
+        ));
+    }
+    text
+}
+
+fn superseded_json(r: &crate::checkpoint::records::SupersededRecord) -> Vec<SupersededJson> {
+    r.outputs
+        .iter()
+        .enumerate()
+        .map(|(k, o)| SupersededJson {
+            id: r.id.clone(),
+            fp: r.fp.clone(),
+            path: o.path.clone(),
+            original: r.from.get(k).cloned().unwrap_or_default(),
+            reason: r.reason.clone(),
+            bytes: o.bytes,
+        })
+        .collect()
 }

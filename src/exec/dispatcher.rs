@@ -625,7 +625,12 @@ impl<'s> Dispatcher<'s> {
         }
     }
 
-    fn on_image(&mut self, i: TaskIndex, attempt: u32, done: unit::ImageDone, latency_ms: u64) {
+    fn on_image(&mut self, i: TaskIndex, attempt: u32, mut done: unit::ImageDone, latency_ms: u64) {
+        // The image this one replaced was moved aside, durably, before it landed.
+        if let Some(moved) = done.written.superseded.take() {
+            self.journal.append(&Record::Superseded(moved));
+            self.progress.superseded += 1;
+        }
         let slot = self.slot_of[i as usize];
         self.gates[slot].on_success();
         self.progress.spent_usd += done.cost;

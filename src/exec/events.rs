@@ -94,6 +94,8 @@ pub struct Progress {
     pub possibly_billed_attempts: u64,
     pub spent_usd: Usd,
     pub possibly_billed_usd: Usd,
+    /// Earlier images moved aside (not overwritten) by this run's new ones.
+    pub superseded: u64,
     pub tokens: TokenCounts,
     #[serde(skip)]
     pub elapsed: Duration,

@@ -18,7 +18,7 @@ use crate::buffers::{BufferPool, Pooled};
 use crate::catalog::{Tier, TokenCounts, Usd};
 use crate::checkpoint::RunDir;
 use crate::checkpoint::records::GroundingRecord;
-use crate::checkpoint::store::{OutputStore, PendingImage, StoreError, Written};
+use crate::checkpoint::store::{OutputStore, Owner, PendingImage, StoreError, Written};
 use crate::digest::{self, ContentHasher};
 use crate::manifest::Manifest;
 use crate::manifest::model::RefKind;
@@ -438,16 +438,18 @@ fn finish(
     });
     let (width, height) = pixels.unwrap_or(task.pixels);
     let size_mismatch = ((width, height) != task.pixels).then_some((width, height));
+    let fp = task.fingerprint.to_hex();
+    let owner = Owner { id: &task.id, fp: &fp };
     let (blake3, written) = match data {
         ImageData::Memory(bytes) => {
             let blake3 = digest::content_hash(&bytes);
             let sidecar = sidecar_json(ctx, input, &reply, kind, (width, height), &blake3, usage, cost, tier);
-            (blake3, ctx.store.write_image(&task.output, kind.extension(), &bytes, &sidecar))
+            (blake3, ctx.store.write_image(&task.output, kind.extension(), &bytes, &sidecar, owner))
         }
         ImageData::Streamed(blob) => {
             let blake3 = digest::finish(&blob.hasher);
             let sidecar = sidecar_json(ctx, input, &reply, kind, (width, height), &blake3, usage, cost, tier);
-            (blake3, ctx.store.commit_image(blob.file, &task.output, kind.extension(), &sidecar))
+            (blake3, ctx.store.commit_image(blob.file, &task.output, kind.extension(), &sidecar, owner))
         }
     };
     let written = match written {

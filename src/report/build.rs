@@ -1,13 +1,16 @@
 //! Builds a [`Report`] from the plan snapshot and the journal (pure; no file access).
+//!
+//! Records of fingerprints the plan no longer has (a removed row, an edited prompt's earlier
+//! version) are not dropped: their spend is its own group, [`REMOVED_GROUP`], in every total.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::schema::{
-    Breakdown, Costs, Drift, Latency, REPORT_VERSION, Report, ReviewCounts, RunInfo, TaskCounts, TaskEntry, TaskReview,
-    Tokens,
+    Breakdown, Costs, Drift, Latency, REMOVED_GROUP, REPORT_VERSION, RemovedTaskEntry, Report, ReviewCounts, RunInfo,
+    SupersededEntry, TaskCounts, TaskEntry, TaskReview, Tokens,
 };
 use crate::catalog::{TokenCounts, Usd};
-use crate::checkpoint::records::{AttemptRecord, Record, TaskRecord, TaskStatus, now};
+use crate::checkpoint::records::{AttemptRecord, Record, SupersededRecord, TaskRecord, TaskStatus, now};
 use crate::checkpoint::snapshot::{PlanSnapshot, SnapshotTask};
 use crate::review::log::Verdict;
 use crate::review::marks::Marks;
@@ -121,10 +124,32 @@ pub struct Collector<'s> {
     snapshot: &'s PlanSnapshot,
     index: HashMap<(&'s str, &'s str), usize>,
     by_fp: HashMap<&'s str, usize>,
+    ids: std::collections::HashSet<&'s str>,
     tasks: Vec<TaskOutcome>,
+    /// Fingerprints the plan does not have, in the order the journal first names them.
+    removed: Vec<Removed>,
+    removed_by_fp: HashMap<String, usize>,
     /// Requests sent and not yet answered: (fingerprint, attempt) → (task, estimate).
-    sent: HashMap<(String, u32), (usize, Usd)>,
+    sent: HashMap<(String, u32), (Whose, Usd)>,
+    superseded: Vec<SupersededRecord>,
     runs: RunsSeen,
+}
+
+/// Which task a record is about.
+#[derive(Debug, Clone, Copy)]
+enum Whose {
+    Planned(usize),
+    Removed(usize),
+}
+
+/// A task of the journal that the plan no longer has.
+#[derive(Debug, Clone, Default)]
+pub struct Removed {
+    pub id: String,
+    pub fp: String,
+    /// The plan has a task of this id (with other inputs).
+    pub earlier_version: bool,
+    pub outcome: TaskOutcome,
 }
 
 /// Every task's outcome and the runs, once the whole journal was seen.
@@ -132,6 +157,9 @@ pub struct Collector<'s> {
 pub struct Collected {
     pub tasks: Vec<TaskOutcome>,
     pub runs: RunsSeen,
+    pub removed: Vec<Removed>,
+    /// Superseded outputs, in journal order (the caller may drop those pruned since).
+    pub superseded: Vec<SupersededRecord>,
 }
 
 impl<'s> Collector<'s> {
@@ -141,39 +169,81 @@ impl<'s> Collector<'s> {
             snapshot,
             index: tasks.iter().enumerate().map(|(i, t)| ((t.id.as_str(), t.fp.as_str()), i)).collect(),
             by_fp: tasks.iter().enumerate().map(|(i, t)| (t.fp.as_str(), i)).collect(),
+            ids: tasks.iter().map(|t| t.id.as_str()).collect(),
             tasks: vec![TaskOutcome::default(); tasks.len()],
+            removed: Vec::new(),
+            removed_by_fp: HashMap::new(),
             sent: HashMap::new(),
+            superseded: Vec::new(),
             runs: RunsSeen::default(),
         }
     }
 
-    /// The planned task a record is about: by id and fingerprint, else by fingerprint alone.
-    fn task_of(&self, id: &str, fp: &str) -> Option<usize> {
-        self.index.get(&(id, fp)).or_else(|| self.by_fp.get(fp)).copied()
+    /// The planned task a record is about: by id and fingerprint, else by fingerprint alone;
+    /// else the task the plan no longer has.
+    fn task_of(&mut self, id: &str, fp: &str) -> Whose {
+        match self.index.get(&(id, fp)).or_else(|| self.by_fp.get(fp)) {
+            Some(i) => Whose::Planned(*i),
+            None => Whose::Removed(self.removed_of(id, fp)),
+        }
+    }
+
+    fn removed_of(&mut self, id: &str, fp: &str) -> usize {
+        if let Some(&k) = self.removed_by_fp.get(fp) {
+            return k;
+        }
+        let earlier_version = self.ids.contains(id);
+        self.removed.push(Removed { id: id.to_owned(), fp: fp.to_owned(), earlier_version, ..Removed::default() });
+        self.removed_by_fp.insert(fp.to_owned(), self.removed.len() - 1);
+        self.removed.len() - 1
+    }
+
+    fn outcome(&mut self, whose: Whose) -> &mut TaskOutcome {
+        match whose {
+            Whose::Planned(i) => &mut self.tasks[i],
+            Whose::Removed(k) => &mut self.removed[k].outcome,
+        }
     }
 
     pub fn add(&mut self, record: &Record) {
         match record {
             Record::Sent(s) => {
-                if let Some(i) = self.task_of(&s.id, &s.fp) {
-                    self.sent.insert((s.fp.clone(), s.n), (i, s.estimate_usd));
-                }
+                let whose = self.task_of(&s.id, &s.fp);
+                self.sent.insert((s.fp.clone(), s.n), (whose, s.estimate_usd));
             }
             Record::Task(t) => {
                 self.sent.remove(&(t.fp.clone(), t.attempts));
-                let i = self.index.get(&(t.id.as_str(), t.fp.as_str())).copied().or_else(|| {
+                let planned = self.index.get(&(t.id.as_str(), t.fp.as_str())).copied().or_else(|| {
                     // A success found by fingerprint (ids can change when an axis gains a value).
                     (t.status == TaskStatus::Succeeded).then(|| self.by_fp.get(t.fp.as_str()).copied()).flatten()
                 });
-                if let Some(i) = i {
-                    self.tasks[i].last = Some(Finished::of(t));
+                match planned {
+                    Some(i) => self.tasks[i].last = Some(Finished::of(t)),
+                    // A planned fingerprint under another id that failed: as before, not this plan's.
+                    None if self.by_fp.contains_key(t.fp.as_str()) => {}
+                    None => {
+                        let k = self.removed_of(&t.id, &t.fp);
+                        self.removed[k].outcome.last = Some(Finished::of(t));
+                    }
                 }
             }
             Record::Attempt(a) => {
                 self.sent.remove(&(a.fp.clone(), a.n));
-                if let Some(i) = self.task_of(&a.id, &a.fp) {
-                    add_attempt(&mut self.tasks[i], a);
+                let whose = self.task_of(&a.id, &a.fp);
+                add_attempt(self.outcome(whose), a);
+            }
+            Record::Superseded(s) => {
+                // A removed task's image that a newer one moved aside: list it where it is now.
+                if let Some(&k) = self.removed_by_fp.get(&s.fp)
+                    && let Some(last) = &mut self.removed[k].outcome.last
+                {
+                    for (from, to) in s.from.iter().zip(&s.outputs) {
+                        for path in last.outputs.iter_mut().filter(|p| *p == from) {
+                            path.clone_from(&to.path);
+                        }
+                    }
                 }
+                self.superseded.push(s.clone());
             }
             Record::Run(run) => {
                 self.runs.runs += 1;
@@ -186,11 +256,13 @@ impl<'s> Collector<'s> {
     }
 
     pub fn finish(mut self) -> Collected {
-        for (_, (i, estimate)) in self.sent.drain() {
-            self.tasks[i].unanswered += 1;
-            self.tasks[i].unanswered_usd += estimate;
+        let sent: Vec<(Whose, Usd)> = self.sent.drain().map(|(_, v)| v).collect();
+        for (whose, estimate) in sent {
+            let o = self.outcome(whose);
+            o.unanswered += 1;
+            o.unanswered_usd += estimate;
         }
-        for o in &mut self.tasks {
+        for o in self.tasks.iter_mut().chain(self.removed.iter_mut().map(|r| &mut r.outcome)) {
             o.status = match o.last.as_ref().map(|r| r.status) {
                 Some(TaskStatus::Succeeded) => "succeeded",
                 Some(TaskStatus::Failed) => "failed",
@@ -208,7 +280,7 @@ impl<'s> Collector<'s> {
                 self.tasks[i].status = "skipped";
             }
         }
-        Collected { tasks: self.tasks, runs: self.runs }
+        Collected { tasks: self.tasks, runs: self.runs, removed: self.removed, superseded: self.superseded }
     }
 }
 
@@ -229,9 +301,14 @@ fn add_attempt(o: &mut TaskOutcome, a: &AttemptRecord) {
 
 /// Every task's outcome from records already in memory (`status`).
 pub fn outcomes(snapshot: &PlanSnapshot, records: &[Record]) -> Vec<TaskOutcome> {
+    collect(snapshot, records).tasks
+}
+
+/// Everything the journal's records tell about the plan (`status`).
+pub fn collect(snapshot: &PlanSnapshot, records: &[Record]) -> Collected {
     let mut collector = Collector::new(snapshot);
     records.iter().for_each(|r| collector.add(r));
-    collector.finish().tasks
+    collector.finish()
 }
 
 /// The whole report.
@@ -249,7 +326,7 @@ pub fn summarize(
     output_dir: &str,
     marks: &Marks,
 ) -> (Report, Vec<TaskOutcome>) {
-    let Collected { tasks: outcomes, runs } = collected;
+    let Collected { tasks: outcomes, runs, removed, superseded } = collected;
     let mut totals = Acc::default();
     let mut by_model: BTreeMap<String, Acc> = BTreeMap::new();
     let mut by_job: BTreeMap<String, Acc> = BTreeMap::new();
@@ -276,6 +353,17 @@ pub fn summarize(
             e.2 += 1;
         }
     }
+    if !removed.is_empty() {
+        let mut group = Acc::default();
+        for r in &removed {
+            group.add_outcome(&r.outcome, true);
+            // Their spend is in the totals; the plan's task counts are not.
+            totals.add_outcome(&r.outcome, false);
+        }
+        for breakdown in [&mut by_model, &mut by_job, &mut by_size] {
+            breakdown.insert(REMOVED_GROUP.to_owned(), group.clone());
+        }
+    }
     let report = Report {
         report_version: REPORT_VERSION,
         run: run_info(snapshot, runs, output_dir),
@@ -295,6 +383,8 @@ pub fn summarize(
             .collect(),
         review: (!marks.is_empty()).then(|| review_counts(&outcomes, marks)),
         tasks: Vec::new(),
+        no_longer_in_manifest: removed.into_iter().map(removed_entry).collect(),
+        superseded: superseded.iter().flat_map(superseded_entries).collect(),
     };
     (report, outcomes)
 }
@@ -310,6 +400,36 @@ pub fn review_counts(outcomes: &[TaskOutcome], marks: &Marks) -> ReviewCounts {
         }
     }
     counts
+}
+
+fn removed_entry(r: Removed) -> RemovedTaskEntry {
+    let o = r.outcome;
+    let (tokens, cost, possibly) = (o.actual_usage().into(), o.actual_cost(), o.possibly_billed());
+    let attempts = o.last.as_ref().map_or(o.attempts, |l| l.attempts);
+    RemovedTaskEntry {
+        id: r.id,
+        fp: r.fp,
+        earlier_version: r.earlier_version,
+        status: o.status.to_owned(),
+        attempts,
+        outputs: o.last.map(|l| l.outputs).unwrap_or_default(),
+        tokens,
+        cost_usd: cost,
+        possibly_billed_usd: possibly,
+    }
+}
+
+fn superseded_entries(s: &SupersededRecord) -> impl Iterator<Item = SupersededEntry> + '_ {
+    s.outputs.iter().enumerate().map(|(k, o)| SupersededEntry {
+        id: s.id.clone(),
+        fp: s.fp.clone(),
+        path: o.path.clone(),
+        sidecar: o.sidecar.clone(),
+        original: s.from.get(k).cloned().unwrap_or_default(),
+        reason: s.reason.clone(),
+        bytes: o.bytes,
+        at: s.at.clone(),
+    })
 }
 
 /// The task entries, in plan order, made as they are consumed.
@@ -394,7 +514,7 @@ fn task_entry(task: &SnapshotTask, outcome: TaskOutcome, marks: &Marks) -> TaskE
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Acc {
     b: Breakdown,
     latencies: Vec<u64>,
@@ -403,26 +523,34 @@ struct Acc {
 impl Acc {
     fn add(&mut self, task: &SnapshotTask, outcome: &TaskOutcome) {
         let b = &mut self.b;
-        b.tasks.total += 1;
-        match outcome.status {
-            "succeeded" => b.tasks.succeeded += 1,
-            "failed" => b.tasks.failed += 1,
-            "no_image" => b.tasks.no_image += 1,
-            "skipped" => b.tasks.skipped += 1,
-            _ => b.tasks.pending += 1,
-        }
-        if let Some((class, _)) = outcome.last.as_ref().and_then(|r| r.error.as_ref()) {
-            *b.failed_by_class.entry(class.clone()).or_default() += 1;
+        b.tokens.estimated.add(&task.est);
+        b.cost_usd.estimated += task.est_usd;
+        b.cost_usd.estimated_batch += task.est_batch_usd;
+        self.add_outcome(outcome, true);
+    }
+
+    /// What the journal says of a task; its status counted when `count_task`.
+    fn add_outcome(&mut self, outcome: &TaskOutcome, count_task: bool) {
+        let b = &mut self.b;
+        if count_task {
+            b.tasks.total += 1;
+            match outcome.status {
+                "succeeded" => b.tasks.succeeded += 1,
+                "failed" => b.tasks.failed += 1,
+                "no_image" => b.tasks.no_image += 1,
+                "skipped" => b.tasks.skipped += 1,
+                _ => b.tasks.pending += 1,
+            }
+            if let Some((class, _)) = outcome.last.as_ref().and_then(|r| r.error.as_ref()) {
+                *b.failed_by_class.entry(class.clone()).or_default() += 1;
+            }
         }
         let requests = u64::from(outcome.attempts + outcome.unanswered)
             + u64::from(outcome.last.as_ref().is_some_and(Finished::was_requested));
         b.requests += requests;
         b.retries += requests.saturating_sub(1);
         b.possibly_billed_attempts += u64::from(outcome.possibly_billed_attempts + outcome.unanswered);
-        b.tokens.estimated.add(&task.est);
         b.tokens.actual.add(&outcome.actual_usage());
-        b.cost_usd.estimated += task.est_usd;
-        b.cost_usd.estimated_batch += task.est_batch_usd;
         b.cost_usd.actual += outcome.actual_cost();
         b.cost_usd.possibly_billed += outcome.possibly_billed();
         self.latencies.extend(&outcome.attempt_latencies);

@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
 
-use super::schema::{Breakdown, Drift, Report, ReviewCounts, RunInfo, TaskEntry};
+use super::schema::{Breakdown, Drift, RemovedTaskEntry, Report, ReviewCounts, RunInfo, SupersededEntry, TaskEntry};
 use super::thumbs;
 use crate::checkpoint::RunDir;
 use crate::checkpoint::snapshot::{PlanSnapshot, SnapshotTask};
@@ -38,6 +38,9 @@ struct View<'a> {
     jobs: Vec<JobView>,
     images_expected: usize,
     loading: &'static str,
+    removed: &'a [RemovedTaskEntry],
+    removed_spent: f64,
+    superseded: &'a [SupersededEntry],
 }
 
 #[derive(Serialize)]
@@ -98,11 +101,15 @@ pub fn render(report: &Report, snapshot: &PlanSnapshot, root: &Path) -> String {
         jobs,
         images_expected: images.len(),
         loading: if embed { "eager" } else { "lazy" },
+        removed: &report.no_longer_in_manifest,
+        removed_spent: report.no_longer_in_manifest.iter().map(|r| r.cost_usd).sum::<crate::catalog::Usd>().dollars(),
+        superseded: &report.superseded,
     };
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::Html);
     env.add_function("money", |v: f64| format!("${v:.4}"));
     env.add_filter("when", |v: String| crate::ui::human_time(&v));
+    env.add_filter("url_path", |v: String| url_path(&v));
     match env.render_named_str("report.html", TEMPLATE, minijinja::value::Serde(&view)) {
         Ok(html) => html,
         Err(e) => format!("<!doctype html><p>report rendering failed: {}</p>", escape(&e.to_string())),

@@ -47,9 +47,20 @@ struct StreamedReport<'a, I> {
 
 impl<I: Iterator<Item = schema::TaskEntry>> Serialize for StreamedReport<'_, I> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let schema::Report { report_version, run, totals, by_model, by_job, by_size, drift, review, tasks: _ } =
-            self.head;
-        let mut report = serializer.serialize_struct("Report", 9)?;
+        let schema::Report {
+            report_version,
+            run,
+            totals,
+            by_model,
+            by_job,
+            by_size,
+            drift,
+            review,
+            tasks: _,
+            no_longer_in_manifest,
+            superseded,
+        } = self.head;
+        let mut report = serializer.serialize_struct("Report", 11)?;
         report.serialize_field("report_version", report_version)?;
         report.serialize_field("run", run)?;
         report.serialize_field("totals", totals)?;
@@ -62,6 +73,17 @@ impl<I: Iterator<Item = schema::TaskEntry>> Serialize for StreamedReport<'_, I> 
             None => report.skip_field("review")?,
         }
         report.serialize_field("tasks", &Entries(&self.tasks))?;
+        // As `skip_serializing_if = "Vec::is_empty"` on the struct.
+        if no_longer_in_manifest.is_empty() {
+            report.skip_field("no_longer_in_manifest")?;
+        } else {
+            report.serialize_field("no_longer_in_manifest", no_longer_in_manifest)?;
+        }
+        if superseded.is_empty() {
+            report.skip_field("superseded")?;
+        } else {
+            report.serialize_field("superseded", superseded)?;
+        }
         report.end()
     }
 }

@@ -25,6 +25,64 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<ReviewCounts>,
     pub tasks: Vec<TaskEntry>,
+    /// Spend on tasks the manifest no longer has (a removed row or job, an edited prompt's
+    /// earlier version): counted in `totals` and as the group [`REMOVED_GROUP`] of `by_model`,
+    /// `by_job` and `by_size`, and listed here with their files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_longer_in_manifest: Vec<RemovedTaskEntry>,
+    /// Earlier images moved aside by newer ones and still kept under `.nanobatch/superseded/`
+    /// (`nanobatch prune DIR` deletes them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<SupersededEntry>,
+}
+
+/// The key of the group of tasks no longer in the manifest in `by_model`, `by_job`, `by_size`.
+pub const REMOVED_GROUP: &str = "(no longer in the manifest)";
+
+/// A task the journal knows and the manifest no longer has.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct RemovedTaskEntry {
+    pub id: String,
+    /// Its fingerprint.
+    pub fp: String,
+    /// `true` when the manifest still has a task of this id, with other inputs: this is an
+    /// earlier version of it.
+    pub earlier_version: bool,
+    /// `succeeded`, `failed`, `no_image`, or `pending` (attempts without an outcome).
+    pub status: String,
+    pub attempts: u32,
+    /// Its images where they are now (moved under `.nanobatch/superseded/` when a newer image
+    /// took their place).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    /// From `usageMetadata` of every billed response.
+    pub tokens: TokenCountsSchema,
+    /// Billed, from the API's reported usage.
+    #[schemars(with = "f64")]
+    pub cost_usd: Usd,
+    /// Estimates of attempts whose outcome is unknown.
+    #[schemars(with = "f64")]
+    pub possibly_billed_usd: Usd,
+}
+
+/// An earlier image kept under `.nanobatch/superseded/`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct SupersededEntry {
+    /// The task it was made for.
+    pub id: String,
+    /// The fingerprint it was made for (empty when unknown).
+    pub fp: String,
+    /// Where it is now, relative to the output directory.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sidecar: String,
+    /// Where it was.
+    pub original: String,
+    /// `changed`, `rerun`, `modified`, `unrecorded` or `found` (see docs/report.md).
+    pub reason: String,
+    pub bytes: u64,
+    /// When it was moved.
+    pub at: String,
 }
 
 /// Tasks with an image, by their review mark.

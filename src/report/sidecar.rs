@@ -73,3 +73,65 @@ pub struct SidecarSource<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_uri: Option<&'a str>,
 }
+
+/// What a sidecar says about its image, read back: to adopt a finished output the journal does
+/// not know, and to name a superseded one. Unknown fields are ignored; a sidecar that does not
+/// parse, or is of a newer version, is as good as none.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SidecarRead {
+    pub sidecar_version: u32,
+    pub task_id: String,
+    pub fingerprint: String,
+    /// Sidecars from before BLAKE3 carry `sha256`.
+    #[serde(default)]
+    pub blake3: String,
+    #[serde(default)]
+    pub sha256: String,
+    pub mime_type: String,
+    pub pixels: (u32, u32),
+    #[serde(default)]
+    pub expected_pixels: Option<(u32, u32)>,
+    #[serde(default)]
+    pub usage: TokenCounts,
+    #[serde(default)]
+    pub cost_usd: Usd,
+    pub tier: Tier,
+    pub attempt: u32,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(default)]
+    pub response_id: Option<String>,
+    #[serde(default)]
+    pub model_version: Option<String>,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub grounding: Vec<SourceRead>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SourceRead {
+    pub uri: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub image_uri: Option<String>,
+}
+
+impl SidecarRead {
+    /// The sidecar at `path`, if there is a readable one of a version this build knows.
+    pub fn read(path: &std::path::Path) -> Option<SidecarRead> {
+        let bytes = std::fs::read(path).ok()?;
+        let sidecar: SidecarRead = serde_json::from_slice(&bytes).ok()?;
+        (sidecar.sidecar_version <= SIDECAR_VERSION).then_some(sidecar)
+    }
+
+    /// The recorded content hash of the image and how to check it.
+    pub fn content_hash(&self) -> (crate::digest::Algorithm, &str) {
+        if self.blake3.is_empty() {
+            (crate::digest::Algorithm::Sha256, &self.sha256)
+        } else {
+            (crate::digest::Algorithm::Blake3, &self.blake3)
+        }
+    }
+}

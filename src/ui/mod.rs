@@ -123,6 +123,11 @@ pub fn counted(n: u64, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{} {noun}s", thousands(n)) }
 }
 
+/// A size in bytes for people: `1.43 MiB`.
+pub fn bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
 /// Seconds as `1h02m`, `3m05s`, `12s`.
 pub fn duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
@@ -161,7 +166,7 @@ pub fn confirm(printer: &Printer, question: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{duration, thousands};
+    use super::{bytes, duration, thousands};
 
     #[test]
     fn formats() {
@@ -169,6 +174,7 @@ mod tests {
         assert_eq!(thousands(12), "12");
         assert_eq!(duration(std::time::Duration::from_secs(3725)), "1h02m");
         assert_eq!(duration(std::time::Duration::from_secs(185)), "3m05s");
+        assert_eq!((bytes(999), bytes(1_500_000)), ("999 B".into(), "1.43 MiB".into()));
     }
 }
 

@@ -12,6 +12,7 @@ mod hardening;
 mod inputs;
 mod invalid;
 mod modes;
+mod outputs;
 mod report;
 mod resume;
 mod review;
