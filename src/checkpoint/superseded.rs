@@ -70,7 +70,8 @@ pub fn move_aside(root: &Path, stem: &str, task_id: &str, task_fp: &str) -> Resu
 pub fn unrecorded(root: &Path, known: &[SupersededRecord]) -> Vec<SupersededRecord> {
     let known: HashSet<&str> = known.iter().flat_map(|r| r.outputs.iter().map(|o| o.path.as_str())).collect();
     let mut found = Vec::new();
-    for path in image_files(&root.join(DIR)) {
+    let images = all_files(root).into_iter().filter(|p| p.to_str().and_then(kind_of).is_some() && p.is_file());
+    for path in images {
         let Some(rel) = relative(root, &path) else { continue };
         if known.contains(rel.as_str()) {
             continue;
@@ -114,7 +115,7 @@ pub fn all_files(root: &Path) -> Vec<PathBuf> {
             let Ok(kind) = entry.file_type() else { continue };
             if kind.is_dir() {
                 stack.push(entry.path());
-            } else {
+            } else if kind.is_file() {
                 out.push(entry.path());
             }
         }
@@ -133,24 +134,6 @@ pub fn original_of(rel: &str) -> Option<String> {
         _ => stem,
     };
     Some(if ext.is_empty() { stem.to_owned() } else { format!("{stem}.{ext}") })
-}
-
-fn image_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let Ok(kind) = entry.file_type() else { continue };
-            let path = entry.path();
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file() && path.to_str().and_then(kind_of).is_some() {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 fn existing_image(root: &Path, stem: &str) -> Option<(String, ImageKind)> {
