@@ -156,7 +156,7 @@ fn relative(root: &Path, path: &Path) -> Option<String> {
 }
 
 /// `rel`, or `name~2.ext`, `name~3.ext`… when something is there already.
-fn free_name(root: &Path, rel: &str) -> String {
+pub fn free_name(root: &Path, rel: &str) -> String {
     if std::fs::symlink_metadata(root.join(rel)).is_err() {
         return rel.to_owned();
     }
@@ -169,7 +169,7 @@ fn free_name(root: &Path, rel: &str) -> String {
 
 /// Renames `from` to `to` (creating `to`'s directory) and syncs both directories: once this
 /// returns, a crash leaves the file at `to`.
-fn move_durably(from: &Path, to: &Path) -> Result<(), FsError> {
+pub fn move_durably(from: &Path, to: &Path) -> Result<(), FsError> {
     let to_dir = to.parent().unwrap_or(Path::new("."));
     fsutil::create_dir_all(to_dir)?;
     std::fs::rename(from, to).map_err(|e| FsError::new("cannot move", from, e))?;

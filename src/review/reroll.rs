@@ -14,10 +14,8 @@ use super::marks::Marks;
 use crate::checkpoint::records::{SupersededRecord, TaskRecord, now};
 use crate::checkpoint::resume::strip_extension as stem_of;
 use crate::checkpoint::resume::{Decision, JournalState, Reason};
-use crate::fsutil::{self, FsError};
-
-/// Where superseded outputs are kept, relative to the output directory.
-const SUPERSEDED: &str = ".nanobatch/superseded";
+use crate::checkpoint::superseded::{DIR as SUPERSEDED, free_name, move_durably};
+use crate::fsutil::FsError;
 
 /// Turns the done tasks whose image is rejected into re-rolls; returns them (task index, id of
 /// the journal record of the rejected image).
@@ -79,25 +77,4 @@ pub fn move_aside(root: &Path, record: &TaskRecord) -> Result<Option<SupersededR
         reason: "rerun".to_owned(),
         at: now(),
     }))
-}
-
-/// `rel`, or `name~2.ext`, `name~3.ext`… when something is there already.
-fn free_name(root: &Path, rel: &str) -> String {
-    if std::fs::symlink_metadata(root.join(rel)).is_err() {
-        return rel.to_owned();
-    }
-    let (stem, ext) = rel.rsplit_once('.').unwrap_or((rel, ""));
-    (2..)
-        .map(|n| format!("{stem}~{n}.{ext}"))
-        .find(|candidate| std::fs::symlink_metadata(root.join(candidate)).is_err())
-        .unwrap_or_else(|| rel.to_owned())
-}
-
-/// Renames `from` to `to` (creating `to`'s directory) and syncs both directories.
-fn move_durably(from: &Path, to: &Path) -> Result<(), FsError> {
-    let to_dir = to.parent().unwrap_or(Path::new("."));
-    fsutil::create_dir_all(to_dir)?;
-    std::fs::rename(from, to).map_err(|e| FsError::new("cannot move", from, e))?;
-    fsutil::sync_directory(to_dir)?;
-    fsutil::sync_directory(from.parent().unwrap_or(Path::new(".")))
 }
