@@ -18,6 +18,14 @@ pub enum ImageKind {
 }
 
 impl ImageKind {
+    pub const ALL: [ImageKind; 6] =
+        [ImageKind::Png, ImageKind::Jpeg, ImageKind::Webp, ImageKind::Heic, ImageKind::Heif, ImageKind::Gif];
+
+    /// The kind whose MIME type is `mime` (as sidecars and journal records name it).
+    pub fn from_mime(mime: &str) -> Option<ImageKind> {
+        ImageKind::ALL.into_iter().find(|k| k.mime().eq_ignore_ascii_case(mime))
+    }
+
     pub fn mime(self) -> &'static str {
         match self {
             ImageKind::Png => "image/png",

@@ -5,6 +5,7 @@
 //! record is written; the journal is written only by the dispatcher; resume is a pure function
 //! of (plan, journal, files).
 
+pub mod adopt;
 pub mod fresh;
 pub mod journal;
 pub mod lock;

@@ -39,6 +39,9 @@ pub struct JournalState {
     /// Paid outputs moved out of the way of new ones, in journal order (their files may have
     /// been pruned since).
     pub superseded: Vec<SupersededRecord>,
+    /// `unanswered` has been counted into `possibly_billed` (the whole journal was read): an
+    /// outcome applied after that (an adopted output) takes its request back out.
+    settled: bool,
 }
 
 impl JournalState {
@@ -66,7 +69,12 @@ impl JournalState {
     }
 
     fn apply_task(&mut self, t: TaskRecord) {
-        self.unanswered.remove(&(t.fp.clone(), t.attempts));
+        if let Some(estimate) = self.unanswered.remove(&(t.fp.clone(), t.attempts))
+            && self.settled
+        {
+            self.possibly_billed -= estimate;
+            self.possibly_billed_attempts = self.possibly_billed_attempts.saturating_sub(1);
+        }
         self.spent += t.cost_usd;
         self.open_attempts.remove(&t.fp);
         if t.status == TaskStatus::Succeeded {
@@ -77,6 +85,7 @@ impl JournalState {
 
     /// Requests sent but never answered count as possibly billed, and as attempts made.
     fn settle_unanswered(&mut self) {
+        self.settled = true;
         for ((fp, _), estimate) in &self.unanswered {
             self.possibly_billed += *estimate;
             self.possibly_billed_attempts += 1;

@@ -22,10 +22,6 @@ use crate::report::sidecar::SidecarRead;
 /// Where superseded outputs are kept, relative to the output directory.
 pub const DIR: &str = ".nanobatch/superseded";
 
-/// Every extension an output image can have.
-const IMAGE_KINDS: [ImageKind; 6] =
-    [ImageKind::Png, ImageKind::Jpeg, ImageKind::Webp, ImageKind::Heic, ImageKind::Heif, ImageKind::Gif];
-
 /// Moves the image at `stem.<ext>` (any image extension) and its sidecar `stem.json` out of the
 /// way of a new output of the task `task_id` (fingerprint `task_fp`). `Ok(None)` when there is
 /// no image there (a lone sidecar is left to be replaced).
@@ -45,15 +41,7 @@ pub fn move_aside(root: &Path, stem: &str, task_id: &str, task_fp: &str) -> Resu
     };
     // Unknown provenance: the content names the folder, so two such images never collide.
     let folder = if fp.is_empty() { format!("unrecorded-{}", &hash[..16.min(hash.len())]) } else { fp.clone() };
-    let image_to = free_name(root, &format!("{DIR}/{folder}/{image_rel}"));
-    move_durably(&image_path, &root.join(&image_to))?;
-    let sidecar_to = if sidecar.is_some() || root.join(&sidecar_rel).is_file() {
-        let to = image_to.rsplit_once('.').map_or_else(|| format!("{image_to}.json"), |(s, _)| format!("{s}.json"));
-        move_durably(&root.join(&sidecar_rel), &root.join(&to))?;
-        to
-    } else {
-        String::new()
-    };
+    let (image_to, sidecar_to) = move_pair(root, &folder, &image_rel, &sidecar_rel)?;
     let output = output_record(root, &image_to, sidecar_to, kind, &hash, hash_algorithm, sidecar.as_ref());
     Ok(Some(SupersededRecord {
         id,
@@ -137,7 +125,7 @@ pub fn original_of(rel: &str) -> Option<String> {
 }
 
 fn existing_image(root: &Path, stem: &str) -> Option<(String, ImageKind)> {
-    IMAGE_KINDS.iter().find_map(|kind| {
+    ImageKind::ALL.iter().find_map(|kind| {
         let rel = format!("{stem}.{}", kind.extension());
         let meta = std::fs::symlink_metadata(root.join(&rel)).ok()?;
         meta.is_file().then_some((rel, *kind))
@@ -146,7 +134,7 @@ fn existing_image(root: &Path, stem: &str) -> Option<(String, ImageKind)> {
 
 fn kind_of(path: &str) -> Option<ImageKind> {
     let ext = path.rsplit_once('.')?.1;
-    IMAGE_KINDS.iter().copied().find(|k| k.extension().eq_ignore_ascii_case(ext))
+    ImageKind::ALL.into_iter().find(|k| k.extension().eq_ignore_ascii_case(ext))
 }
 
 fn relative(root: &Path, path: &Path) -> Option<String> {
@@ -155,8 +143,24 @@ fn relative(root: &Path, path: &Path) -> Option<String> {
     Some(parts?.join("/"))
 }
 
+/// Moves the image `image_rel` (and the sidecar `sidecar_rel`, when there is one) to
+/// `.nanobatch/superseded/<folder>/<image_rel>` (`name~2.png`… when an earlier one is there),
+/// durably: their new paths (the sidecar's empty when there was none). The one mover of every
+/// superseded image.
+pub fn move_pair(root: &Path, folder: &str, image_rel: &str, sidecar_rel: &str) -> Result<(String, String), FsError> {
+    let image_to = free_name(root, &format!("{DIR}/{folder}/{image_rel}"));
+    move_durably(&root.join(image_rel), &root.join(&image_to))?;
+    let sidecar = root.join(sidecar_rel);
+    if sidecar_rel.is_empty() || !sidecar.is_file() {
+        return Ok((image_to, String::new()));
+    }
+    let sidecar_to = format!("{}.json", image_to.rsplit_once('.').map_or(image_to.as_str(), |(stem, _)| stem));
+    move_durably(&sidecar, &root.join(&sidecar_to))?;
+    Ok((image_to, sidecar_to))
+}
+
 /// `rel`, or `name~2.ext`, `name~3.ext`… when something is there already.
-pub fn free_name(root: &Path, rel: &str) -> String {
+fn free_name(root: &Path, rel: &str) -> String {
     if std::fs::symlink_metadata(root.join(rel)).is_err() {
         return rel.to_owned();
     }
@@ -169,7 +173,7 @@ pub fn free_name(root: &Path, rel: &str) -> String {
 
 /// Renames `from` to `to` (creating `to`'s directory) and syncs both directories: once this
 /// returns, a crash leaves the file at `to`.
-pub fn move_durably(from: &Path, to: &Path) -> Result<(), FsError> {
+fn move_durably(from: &Path, to: &Path) -> Result<(), FsError> {
     let to_dir = to.parent().unwrap_or(Path::new("."));
     fsutil::create_dir_all(to_dir)?;
     std::fs::rename(from, to).map_err(|e| FsError::new("cannot move", from, e))?;

@@ -71,10 +71,14 @@ pub struct Assessed {
 pub fn assess(manifest: &Manifest, plan: &Plan, dir: &Path, retry_failed: bool) -> Result<Assessed, CommandError> {
     let run_dir = RunDir::new(dir);
     let contents = journal::read(&run_dir.journal()).map_err(|e| CommandError::fatal(e.to_string()))?;
-    let (state, notes) = match contents {
+    let (mut state, mut notes) = match contents {
         Some(c) => (JournalState::from_owned_records(c.records), c.notes),
         None => (JournalState::default(), Vec::new()),
     };
+    let adopted = crate::checkpoint::adopt::adopt(plan, &mut state, dir);
+    if !adopted.is_empty() {
+        notes.push(super::run::adopted_note(adopted.len(), "`run` records them without a request"));
+    }
     let decisions = decide_all(manifest, plan, &state, dir, retry_failed);
     Ok(Assessed { decisions, state, notes })
 }

@@ -21,7 +21,7 @@ use crate::checkpoint::resume::{Decision, JournalState, strip_extension};
 use crate::checkpoint::snapshot::PlanSnapshot;
 use crate::checkpoint::store::OutputStore;
 use crate::checkpoint::superseded;
-use crate::checkpoint::{RunDir, fresh};
+use crate::checkpoint::{RunDir, adopt, fresh};
 use crate::cli::{Mode, RunArgs};
 use crate::exec::batch::{BatchLimits, BatchMode};
 use crate::exec::cancel::Cancel;
@@ -225,6 +225,8 @@ pub fn prepare(
     if removed > 0 {
         printer.note(&format!("removed {removed} partial files left by an interrupted run"));
     }
+    // Starting over asks for new images: what is at their names is kept aside, not adopted.
+    let adopted = if args.fresh { Vec::new() } else { adopt::adopt(plan, &mut state, dir) };
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "journal state built, leftovers removed");
     // The snapshot is built and written on another core while the outputs are checked. It is
     // not kept: the reports read it back at the end (memory during a run does not hold it).
@@ -250,6 +252,12 @@ pub fn prepare(
         tasks: plan.tasks.len() as u64,
         mode: mode.to_owned(),
     }));
+    for record in &adopted {
+        journal.append(&Record::task(record.clone()));
+    }
+    if !adopted.is_empty() {
+        printer.note(&adopted_note(adopted.len(), "recorded now, not requested again"));
+    }
     let found = journal_unrecorded_superseded(printer, dir, &mut state, &mut journal);
     let moved = relocate_renamed(printer, plan, &store, &mut state, &mut decisions, &mut journal)?;
     if args.reroll_rejected {
@@ -273,8 +281,16 @@ pub fn prepare(
             .map_err(|e| CommandError::fatal(e.to_string()))?;
     }
     journal.commit().map_err(|e| CommandError::fatal(format!("cannot write the journal: {e}")))?;
-    let changed = plan_changed || moved > 0 || found > 0;
+    let changed = plan_changed || moved > 0 || found > 0 || !adopted.is_empty();
     Ok(Prepared { lock, store, state, decisions, journal, moved, changed })
+}
+
+/// What `run` and `plan` say of finished images adopted ([`adopt`]).
+pub fn adopted_note(n: usize, what_now: &str) -> String {
+    format!(
+        "{} on disk that no journal record named (a run stopped, or its journal write failed, before recording them) are done: each sidecar names its task's fingerprint and the image's hash; {what_now}",
+        counted(n as u64, "finished image")
+    )
 }
 
 /// Superseded images a run moved aside but stopped before journaling: journaled now, so that

@@ -11,10 +11,9 @@ use std::path::Path;
 
 use super::log::Verdict;
 use super::marks::Marks;
-use crate::checkpoint::records::{SupersededRecord, TaskRecord, now};
-use crate::checkpoint::resume::strip_extension as stem_of;
+use crate::checkpoint::records::{OutputRecord, SupersededRecord, TaskRecord, now};
 use crate::checkpoint::resume::{Decision, JournalState, Reason};
-use crate::checkpoint::superseded::{DIR as SUPERSEDED, free_name, move_durably};
+use crate::checkpoint::superseded::move_pair;
 use crate::fsutil::FsError;
 
 /// Turns the done tasks whose image is rejected into re-rolls; returns them (task index, id of
@@ -52,21 +51,11 @@ pub fn reroll_rejected(decisions: &mut [Decision], state: &JournalState, marks: 
 pub fn move_aside(root: &Path, record: &TaskRecord) -> Result<Option<SupersededRecord>, FsError> {
     let (mut outputs, mut from) = (Vec::new(), Vec::new());
     for output in &record.outputs {
-        let image = root.join(&output.path);
-        if !image.is_file() {
+        if !root.join(&output.path).is_file() {
             continue;
         }
-        let image_to = free_name(root, &format!("{SUPERSEDED}/{}/{}", record.fp, output.path));
-        move_durably(&image, &root.join(&image_to))?;
-        let mut moved = output.clone();
-        moved.sidecar = String::new();
-        if !output.sidecar.is_empty() && root.join(&output.sidecar).is_file() {
-            let sidecar_to = format!("{}.json", stem_of(&image_to));
-            move_durably(&root.join(&output.sidecar), &root.join(&sidecar_to))?;
-            moved.sidecar = sidecar_to;
-        }
-        moved.path = image_to;
-        outputs.push(moved);
+        let (path, sidecar) = move_pair(root, &record.fp, &output.path, &output.sidecar)?;
+        outputs.push(OutputRecord { path, sidecar, ..output.clone() });
         from.push(output.path.clone());
     }
     Ok((!outputs.is_empty()).then(|| SupersededRecord {

@@ -1,5 +1,6 @@
 //! The integration tests: one binary (see ARCHITECTURE.md), modules by area.
 
+mod adopt;
 mod batch;
 mod bounds;
 mod budget;

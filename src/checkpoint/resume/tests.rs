@@ -316,3 +316,21 @@ fn disk_check_verifies_blake3_and_legacy_sha256_records() {
     std::fs::remove_file(dir.path().join("job/t1.png")).unwrap();
     assert_eq!(check.check(&record), FileState::Missing);
 }
+
+#[test]
+fn an_outcome_applied_after_reading_settles_its_possibly_billed_request() {
+    let sent =
+        Record::Sent(SentRecord { id: id(1), fp: fp(1), n: 2, estimate_usd: Usd::from_dollars(0.04), at: "t".into() });
+    let mut state = JournalState::from_records(&[sent]);
+    assert_eq!((state.possibly_billed, state.possibly_billed_attempts), (Usd::from_dollars(0.04), 1));
+    // An adopted output of that very request: spent at its cost, no longer possibly billed.
+    state.apply(&Record::task(task_record(1, 2)));
+    assert_eq!((state.possibly_billed, state.possibly_billed_attempts), (Usd::ZERO, 0));
+    assert_eq!(state.spent, Usd::from_dollars(0.05));
+    // A record of another attempt leaves that request counted.
+    let sent =
+        Record::Sent(SentRecord { id: id(2), fp: fp(2), n: 1, estimate_usd: Usd::from_dollars(0.04), at: "t".into() });
+    let mut state = JournalState::from_records(&[sent]);
+    state.apply(&Record::task(task_record(2, 3)));
+    assert_eq!(state.possibly_billed, Usd::from_dollars(0.04));
+}
