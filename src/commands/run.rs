@@ -288,8 +288,9 @@ pub fn prepare(
 /// What `run` and `plan` say of finished images adopted ([`adopt`]).
 pub fn adopted_note(n: usize, what_now: &str) -> String {
     format!(
-        "{} on disk that no journal record named (a run stopped, or its journal write failed, before recording them) are done: each sidecar names its task's fingerprint and the image's hash; {what_now}",
-        counted(n as u64, "finished image")
+        "{} on disk that no journal record named {} done (a run stopped, or its journal write failed, before recording it; each sidecar names its task's fingerprint and the image's hash): {what_now}",
+        counted(n as u64, "finished image"),
+        if n == 1 { "is" } else { "are" }
     )
 }
 
