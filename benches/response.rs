@@ -13,15 +13,16 @@ use nanobatch::api::response::parse_reply;
 use nanobatch::api::splitter::{BlobSink, Splitter};
 use nanobatch::checkpoint::store::{OutputStore, PendingImage};
 use nanobatch::digest::{self, ContentHasher};
-use nanobatch::media;
+use nanobatch::media::{self, Integrity};
 use nanobatch::mock::images::{ImageCache, ImageKey, full_bytes};
 use nanobatch::plan::fingerprint::sha256_hex;
 
-/// What a run's sink does with a streamed image: hash, keep the head, write (a `PendingImage`:
-/// direct I/O from an aligned staging buffer where the file system allows it).
+/// What a run's sink does with a streamed image: hash, check it whole, keep the head, write (a
+/// `PendingImage`: direct I/O from an aligned staging buffer where the file system allows it).
 struct FileSink {
     file: PendingImage,
     hasher: ContentHasher,
+    integrity: Integrity,
     head: Vec<u8>,
 }
 
@@ -34,6 +35,7 @@ impl BlobSink for FileSink {
             self.head.extend_from_slice(&decoded[..decoded.len().min(65536 - self.head.len())]);
         }
         self.hasher.update(decoded);
+        self.integrity.update(decoded);
         self.file.write(decoded).map_err(|e| std::io::Error::other(e.to_string()))
     }
     fn end(&mut self, _index: usize, valid: bool) -> std::io::Result<()> {
@@ -68,6 +70,7 @@ fn response_body(png: &[u8]) -> Vec<u8> {
 fn verify(body: &[u8]) -> (usize, (u32, u32), String) {
     let reply = parse_reply(body).unwrap();
     let bytes = reply.image.as_ref().unwrap().decode().unwrap();
+    Integrity::check(&bytes).unwrap();
     let kind = media::sniff(&bytes).unwrap();
     let dims = media::dimensions(&bytes, kind).unwrap();
     (bytes.len(), dims, digest::content_hash(&bytes))
@@ -84,7 +87,7 @@ fn bench_response(c: &mut Criterion) {
         let body = response_body(&png);
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::new("parse_json", label), &body, |b, body| {
-            b.iter(|| parse_reply(black_box(body)).unwrap().image.unwrap().base64.len())
+            b.iter(|| parse_reply(black_box(body)).unwrap().image.unwrap().base64().map(str::len))
         });
         let reply = parse_reply(&body).unwrap();
         let part = reply.image.as_ref().unwrap();
@@ -97,6 +100,11 @@ fn bench_response(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("sha256", label), &png, |b, png| b.iter(|| sha256_hex(black_box(png))));
         group.bench_with_input(BenchmarkId::new("blake3", label), &png, |b, png| {
             b.iter(|| digest::content_hash(black_box(png)))
+        });
+        // Whether the image is whole: every PNG chunk's CRC through IEND (the run does it block by
+        // block as the image is written; whole here).
+        group.bench_with_input(BenchmarkId::new("integrity", label), &png, |b, png| {
+            b.iter(|| Integrity::check(black_box(png)).unwrap())
         });
         group.bench_with_input(BenchmarkId::new("verify", label), &body, |b, body| b.iter(|| verify(black_box(body))));
         let path = dir.path().join(format!("{label}.png"));
@@ -117,7 +125,8 @@ fn bench_response(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("streamed_path", label), &body, |b, body| {
             b.iter(|| {
                 let file = store.begin_image(label).unwrap();
-                let mut sink = FileSink { file, hasher: ContentHasher::new(), head: Vec::new() };
+                let mut sink =
+                    FileSink { file, hasher: ContentHasher::new(), integrity: Integrity::new(), head: Vec::new() };
                 let mut splitter = Splitter::new();
                 for frame in body.chunks(16 << 10) {
                     splitter.feed(frame, &mut sink).unwrap();
@@ -128,6 +137,7 @@ fn bench_response(c: &mut Criterion) {
                 let kind = media::sniff(&sink.head).unwrap();
                 black_box(media::dimensions(&sink.head, kind));
                 black_box(digest::finish(&sink.hasher));
+                sink.integrity.finish().unwrap();
                 sink.file.complete().unwrap();
             })
         });

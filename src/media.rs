@@ -2,7 +2,11 @@
 //! type), how big they are (from the header, without decoding pixels), and small thumbnails for
 //! the contact sheet.
 
+pub mod integrity;
+
 use std::io::Cursor;
+
+pub use integrity::Integrity;
 
 use image::{ImageFormat, ImageReader};
 

@@ -73,6 +73,8 @@ const MAX_ERROR_BODY: u64 = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct HttpApi {
     client: Client,
+    /// For images given by URL on other hosts: never carries the key, follows a few redirects.
+    downloads: Client,
     endpoint: Endpoint,
     options: HttpOptions,
 }
@@ -89,7 +91,14 @@ impl HttpApi {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ApiError::Connect(describe(&e)))?;
-        Ok(HttpApi { client, endpoint, options })
+        let downloads = Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.timeout)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .user_agent(concat!("nanobatch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Connect(describe(&e)))?;
+        Ok(HttpApi { client, downloads, endpoint, options })
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -230,6 +239,27 @@ async fn read_limited(response: reqwest::Response, limit: u64, timeout: Duration
 }
 
 impl ImageApi for HttpApi {
+    fn fetch<'a>(&'a self, uri: &'a str) -> BoxFuture<'a, Result<ReplyBody, ApiError>> {
+        Box::pin(async move {
+            // The key goes only to the API's own address (its Files API); anywhere else the
+            // download is anonymous, and may follow a few redirects (a signed storage URL).
+            let own = reqwest::Url::parse(uri)
+                .ok()
+                .zip(reqwest::Url::parse(&self.endpoint.base_url).ok())
+                .is_some_and(|(target, base)| target.origin() == base.origin());
+            let request = if own { self.authorize(self.client.get(uri)) } else { self.downloads.get(uri) };
+            let response = request
+                .header(ACCEPT_ENCODING, HeaderValue::from_static("identity"))
+                .send()
+                .await
+                .map_err(|e| self.transport_error(&e))?;
+            if response.status() != StatusCode::OK {
+                return Err(self.status_error(response).await);
+            }
+            ReplyBody::http(response, self.options.max_body, self.options.timeout)
+        })
+    }
+
     fn generate<'a>(&'a self, model: &'a str, body: Bytes) -> BoxFuture<'a, Result<ReplyBody, ApiError>> {
         Box::pin(async move {
             let url = self.url(&format!("models/{model}:generateContent"));

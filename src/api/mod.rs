@@ -85,6 +85,13 @@ pub trait ImageApi: Send + Sync {
     /// `POST models/{model}:generateContent` with a ready JSON body; on a 200, the body to read
     /// as it arrives.
     fn generate<'a>(&'a self, model: &'a str, body: Bytes) -> BoxFuture<'a, Result<body::ReplyBody, ApiError>>;
+
+    /// `GET uri`: an image a response gave by URL (`fileData.fileUri`); on a 200, the body to
+    /// read as it arrives.
+    fn fetch<'a>(&'a self, uri: &'a str) -> BoxFuture<'a, Result<body::ReplyBody, ApiError>> {
+        let _ = uri;
+        Box::pin(async { Err(ApiError::Connect("this API cannot download images by URL".into())) })
+    }
 }
 
 /// The Batch and Files APIs, for `--mode batch|auto`.

@@ -6,7 +6,9 @@ use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::value::RawValue;
 
-use super::wire::{GenerateContentResponse, RawFirstContent, ResponsePart, UsageMetadata};
+use std::borrow::Cow;
+
+use super::wire::{FileData, GenerateContentResponse, RawFirstContent, ResponsePart, UsageMetadata};
 use crate::catalog::TokenCounts;
 
 /// A parsed response, borrowing the image's base64 from the body.
@@ -35,7 +37,17 @@ pub struct Reply<'a> {
 #[derive(Debug)]
 pub struct ImagePart<'a> {
     pub declared_mime: Option<String>,
-    pub base64: &'a str,
+    pub source: ImageSource<'a>,
+}
+
+/// Where an image part's bytes are.
+#[derive(Debug)]
+pub enum ImageSource<'a> {
+    /// Base64 in the body: borrowed, or unescaped when the JSON string had escapes (a gateway
+    /// that writes `/` as `\/` or `\u002F`; base64 never needs them).
+    Inline(Cow<'a, str>),
+    /// `fileData.fileUri`: to be downloaded.
+    Uri(String),
 }
 
 /// Base64 as the API sends it; padding tolerated either way.
@@ -45,19 +57,29 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 impl ImagePart<'_> {
-    /// The image's bytes, decoded once into a buffer of the exact size. A SIMD decoder does the
-    /// work (several times faster than a scalar one on megabytes); the scalar decoder, which
-    /// tolerates missing or extra padding, takes what the strict one refuses.
+    /// The base64 text of an inline image.
+    pub fn base64(&self) -> Option<&str> {
+        match &self.source {
+            ImageSource::Inline(text) => Some(text),
+            ImageSource::Uri(_) => None,
+        }
+    }
+
+    /// The image's bytes, decoded once into a buffer of the exact size (an image given by URI
+    /// has none here). A SIMD decoder does the work (several times faster than a scalar one on
+    /// megabytes); the scalar decoder, which tolerates missing or extra padding, takes what the
+    /// strict one refuses.
     pub fn decode(&self) -> Result<Vec<u8>, base64::DecodeError> {
-        match base64_simd::STANDARD.decode_to_vec(self.base64.as_bytes()) {
+        let text = self.base64().unwrap_or_default();
+        match base64_simd::STANDARD.decode_to_vec(text.as_bytes()) {
             Ok(bytes) => Ok(bytes),
-            Err(_) => BASE64.decode(self.base64.as_bytes()),
+            Err(_) => BASE64.decode(text.as_bytes()),
         }
     }
 
     /// The scalar decoder alone (for comparison in benchmarks).
     pub fn decode_scalar(&self) -> Result<Vec<u8>, base64::DecodeError> {
-        BASE64.decode(self.base64.as_bytes())
+        BASE64.decode(self.base64().unwrap_or_default().as_bytes())
     }
 }
 
@@ -158,14 +180,16 @@ fn read_part<'a>(part: ResponsePart<'a>, reply: &mut Reply<'a>, last_any_image: 
         }
         target.push_str(&text);
     }
-    if let Some(blob) = part.inline_data {
-        let base64 = match blob.data {
-            std::borrow::Cow::Borrowed(s) => s,
-            // Escaped JSON strings cannot be borrowed; base64 never needs escaping, so a proxy
-            // that escaped `/` as `\/` is the only way here. Leak-free fallback: skip the part.
-            std::borrow::Cow::Owned(_) => return,
-        };
-        let image = ImagePart { declared_mime: blob.mime_type, base64 };
+    let image = match (part.inline_data, part.file_data) {
+        (Some(blob), _) => Some(ImagePart { declared_mime: blob.mime_type, source: ImageSource::Inline(blob.data) }),
+        (None, Some(FileData { mime_type, file_uri: Some(uri) }))
+            if mime_type.as_deref().is_none_or(|m| m.starts_with("image/")) =>
+        {
+            Some(ImagePart { declared_mime: mime_type, source: ImageSource::Uri(uri) })
+        }
+        _ => None,
+    };
+    if let Some(image) = image {
         if thought {
             reply.thought_images += 1;
             *last_any_image = Some(image);

@@ -9,7 +9,9 @@
 //!
 //! The scanner understands just enough JSON to find string values of a `data` key: strings,
 //! their escapes, `:` after a key. Everything else is copied through untouched; whether the
-//! skeleton is valid JSON is for the parser to say.
+//! skeleton is valid JSON is for the parser to say. A streamed string is unescaped as JSON
+//! says (`\/`, `\u002F`, wherever a chunk ends): base64 needs no escape, but a gateway may
+//! write them, and the image is the same.
 
 use std::io;
 
@@ -50,10 +52,24 @@ enum Scan {
     Outside,
     /// Inside a string that stays in the skeleton.
     String { escape: bool },
-    /// Inside a `data` string, not yet known to be long: its text is in `held`.
-    Held { escape: bool },
+    /// Inside a `data` string, not yet known to be long: its text is in `held`; `escape`: bytes
+    /// of an escape still to come (1 after `\`, 4 after `\u`).
+    Held { escape: u8 },
     /// Inside a streamed string.
-    Blob { escape: bool },
+    Blob { escape: Escape },
+}
+
+/// Where a streamed string is in an escape sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    None,
+    /// After `\`.
+    Backslash,
+    /// After `\u` and `digits` hex digits of `value`.
+    Unicode {
+        digits: u8,
+        value: u32,
+    },
 }
 
 /// Where the scanner is relative to a `"data":` key.
@@ -143,7 +159,7 @@ impl Splitter {
                 b':' => self.key = if self.key == Key::Data { Key::DataColon } else { Key::None },
                 b'"' => {
                     if self.key == Key::DataColon {
-                        self.scan = Scan::Held { escape: false };
+                        self.scan = Scan::Held { escape: 0 };
                         self.held.clear();
                     } else {
                         self.scan = Scan::String { escape: false };
@@ -186,13 +202,14 @@ impl Splitter {
     }
 
     /// A `data` string's text: held in memory until it ends (short: back into the skeleton) or
-    /// grows past the threshold (long: streamed from now on).
-    fn held_text(&mut self, chunk: &[u8], mut escape: bool, sink: &mut dyn BlobSink) -> io::Result<usize> {
+    /// grows past the threshold (long: streamed from now on, never in the middle of an escape).
+    fn held_text(&mut self, chunk: &[u8], mut escape: u8, sink: &mut dyn BlobSink) -> io::Result<usize> {
         for (i, &b) in chunk.iter().enumerate() {
-            if escape {
-                escape = false;
+            if escape > 0 {
+                // `\uXXXX` has four more bytes after the `u`.
+                escape = if escape == 1 && b == b'u' { 4 } else { escape - 1 };
             } else if b == b'\\' {
-                escape = true;
+                escape = 1;
             } else if b == b'"' {
                 let held = std::mem::take(&mut self.held);
                 self.skeleton.extend_from_slice(&held);
@@ -201,7 +218,7 @@ impl Splitter {
                 return Ok(i + 1);
             }
             self.held.push(b);
-            if self.held.len() >= STREAM_THRESHOLD && !escape {
+            if self.held.len() >= STREAM_THRESHOLD && escape == 0 {
                 self.start_blob(sink)?;
                 return Ok(i + 1);
             }
@@ -221,48 +238,85 @@ impl Splitter {
         } else {
             self.push_text(&held, sink)?;
         }
-        self.scan = Scan::Blob { escape: false };
+        self.scan = Scan::Blob { escape: Escape::None };
         Ok(())
     }
 
-    /// Held text with `\/` unescaped; any other escape makes the blob invalid.
+    /// Held text (whole escapes only) unescaped; an escape that is not a base64 character
+    /// makes the blob invalid.
     fn unescape(&mut self, held: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(held.len());
-        let mut bytes = held.iter();
-        while let Some(&b) = bytes.next() {
-            if b != b'\\' {
+        let mut escape = Escape::None;
+        for &b in held {
+            if escape == Escape::None && b != b'\\' {
                 out.push(b);
-            } else if bytes.next() == Some(&b'/') {
-                out.push(b'/');
-            } else {
-                self.valid = false;
+                continue;
             }
+            let (next, char) = self.escape_step(escape, b);
+            escape = next;
+            out.extend(char);
         }
         out
     }
 
-    fn blob(&mut self, chunk: &[u8], escape: bool, sink: &mut dyn BlobSink) -> io::Result<usize> {
-        let mut start = 0;
-        if escape {
-            // JSON may escape `/` as `\/`; any other escape is not base64.
-            if chunk[0] == b'/' {
-                self.push_text(b"/", sink)?;
-            } else {
-                self.valid = false;
+    /// One byte of an escape sequence: the state after it, and the character it completes.
+    fn escape_step(&mut self, escape: Escape, b: u8) -> (Escape, Option<u8>) {
+        match escape {
+            Escape::None => (Escape::Backslash, None),
+            Escape::Backslash => match b {
+                b'/' => (Escape::None, Some(b'/')),
+                b'u' => (Escape::Unicode { digits: 0, value: 0 }, None),
+                _ => {
+                    self.valid = false;
+                    (Escape::None, None)
+                }
+            },
+            Escape::Unicode { digits, value } => {
+                let Some(digit) = char::from(b).to_digit(16) else {
+                    self.valid = false;
+                    return (Escape::None, None);
+                };
+                let value = value * 16 + digit;
+                if digits < 3 {
+                    return (Escape::Unicode { digits: digits + 1, value }, None);
+                }
+                match u8::try_from(value) {
+                    Ok(c) if c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=') => (Escape::None, Some(c)),
+                    _ => {
+                        self.valid = false;
+                        (Escape::None, None)
+                    }
+                }
             }
-            start = 1;
+        }
+    }
+
+    fn blob(&mut self, chunk: &[u8], mut escape: Escape, sink: &mut dyn BlobSink) -> io::Result<usize> {
+        // An escape begun in an earlier chunk ends first, a byte at a time.
+        let mut start = 0;
+        while escape != Escape::None && start < chunk.len() {
+            let (next, char) = self.escape_step(escape, chunk[start]);
+            escape = next;
+            if let Some(c) = char {
+                self.push_text(&[c], sink)?;
+            }
+            start += 1;
         }
         let rest = &chunk[start..];
+        if escape != Escape::None {
+            self.scan = Scan::Blob { escape };
+            return Ok(chunk.len());
+        }
         match memchr::memchr2(b'"', b'\\', rest) {
             None => {
                 self.push_text(rest, sink)?;
-                self.scan = Scan::Blob { escape: false };
+                self.scan = Scan::Blob { escape: Escape::None };
                 Ok(chunk.len())
             }
             Some(at) => {
                 self.push_text(&rest[..at], sink)?;
                 if rest[at] == b'\\' {
-                    self.scan = Scan::Blob { escape: true };
+                    self.scan = Scan::Blob { escape: Escape::Backslash };
                 } else {
                     self.close_blob(sink)?;
                     self.skeleton.extend_from_slice(format!("{BLOB_PREFIX}{}\"", self.blobs - 1).as_bytes());
@@ -465,8 +519,58 @@ mod tests {
         assert_eq!(sink.blobs[0].1, Some(false));
     }
 
+    /// Base64 text written the ways JSON allows: as it is, `/` as `\/`, `/` and `+` as
+    /// `\u002F`/`\u002b`, or every `every`-th character as a `\u00XX` escape.
+    fn escaped(text: &str, style: u8, every: usize) -> String {
+        match style % 4 {
+            0 => text.to_owned(),
+            1 => text.replace('/', "\\/"),
+            2 => text.replace('/', "\\u002F").replace('+', "\\u002b"),
+            _ => text
+                .chars()
+                .enumerate()
+                .map(|(i, c)| if i % every.max(1) == 0 { format!("\\u{:04X}", c as u32) } else { c.to_string() })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn escapes_that_are_not_base64_make_the_image_invalid() {
+        let text = STANDARD.encode(image(100_000, 9));
+        for bad in ["\\u0021", "\\n", "\\\"", "\\u00e9", "\\uZZZZ"] {
+            let data = format!("{}{bad}{}", &text[..80_000], &text[80_000..]);
+            let body = body_with(&format!(r#"{{"inlineData":{{"data":"{data}"}}}}"#));
+            for chunk in [1, 5, 79_999, body.len()] {
+                let (_, sink) = split(body.as_bytes(), chunk);
+                assert_eq!(sink.blobs[0].1, Some(false), "{bad} chunk {chunk}");
+            }
+        }
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        /// Every valid JSON encoding of the base64, small (left in the skeleton, unescaped by
+        /// the parser) or large (streamed), however the chunks fall, gives the same image.
+        #[test]
+        fn every_json_encoding_of_any_size_decodes_to_the_image(
+            len in 1usize..120_000, chunk in 1usize..70_000, style: u8, every in 1usize..50, seed: u8
+        ) {
+            let img = image(len, seed);
+            let text = escaped(&STANDARD.encode(&img), style, every);
+            let body = body_with(&format!(r#"{{"inlineData":{{"mimeType":"image/png","data":"{text}"}}}}"#));
+            let (skeleton, sink) = split(body.as_bytes(), chunk);
+            let reply = crate::api::response::parse_reply(skeleton.as_bytes()).unwrap();
+            let part = reply.image.as_ref().unwrap();
+            let decoded = match blob_index(part.base64().unwrap()) {
+                Some(i) => {
+                    prop_assert_eq!(sink.blobs[i].1, Some(true));
+                    sink.blobs[i].0.clone()
+                }
+                None => part.decode().unwrap(),
+            };
+            prop_assert_eq!(decoded, img);
+        }
+
         #[test]
         fn any_chunking_gives_the_same_result(len in 60_000usize..200_000, chunk in 1usize..70_000, seed: u8) {
             let big = image(len, seed);

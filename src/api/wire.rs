@@ -161,6 +161,9 @@ pub struct ResponsePart<'a> {
     pub text: Option<Cow<'a, str>>,
     #[serde(borrow, default, alias = "inline_data")]
     pub inline_data: Option<Blob<'a>>,
+    /// An image by reference (some gateways answer with a URL instead of the bytes).
+    #[serde(default, alias = "file_data")]
+    pub file_data: Option<FileData>,
     #[serde(default)]
     pub thought: Option<bool>,
     #[serde(borrow, default, alias = "thought_signature")]
@@ -174,6 +177,15 @@ pub struct Blob<'a> {
     pub mime_type: Option<String>,
     #[serde(borrow)]
     pub data: Cow<'a, str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileData {
+    #[serde(default, alias = "mime_type")]
+    pub mime_type: Option<String>,
+    #[serde(default, alias = "file_uri")]
+    pub file_uri: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -365,7 +365,10 @@ fn result_for(
 ) -> Option<(TaskIndex, u32, UnitResult)> {
     let input = by_key.get(key)?;
     let unit = match result {
-        Ok(body) => process(ctx, input, &body, Tier::Batch),
+        Ok(body) => match process(ctx, input, &body, Tier::Batch) {
+            super::unit::UnitResult::Fetch(fetch) => super::unit::fetch_not_supported(ctx, input, &fetch),
+            unit => unit,
+        },
         Err(status) => {
             let error = ApiError::Status {
                 http_status: http_status_of_grpc(status.code),

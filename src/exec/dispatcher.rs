@@ -584,13 +584,19 @@ impl<'s> Dispatcher<'s> {
         self.progress.in_flight = self.progress.in_flight.saturating_sub(1);
         match &result {
             UnitResult::Image(done) => self.observe_usage(i, &done.usage),
-            UnitResult::NoImage(done) => self.observe_usage(i, &done.usage),
+            UnitResult::NoImage(done) | UnitResult::Broken(done) => self.observe_usage(i, &done.usage),
             UnitResult::Store { usage, .. } => self.observe_usage(i, usage),
-            UnitResult::Failed { .. } | UnitResult::Input(_) => {}
+            UnitResult::Failed { .. } | UnitResult::Input(_) | UnitResult::Fetch(_) => {}
         }
         match result {
             UnitResult::Image(done) => self.on_image(i, attempt, *done, latency_ms),
             UnitResult::NoImage(done) => self.on_no_image(i, attempt, *done, latency_ms),
+            UnitResult::Broken(done) => self.on_broken_image(i, attempt, *done, latency_ms),
+            UnitResult::Fetch(fetch) => {
+                // A unit finishes its downloads; one that comes back is a bug, not a bill.
+                let error = crate::api::ApiError::Malformed(format!("the image at {} was not downloaded", fetch.uri));
+                self.on_failure(i, attempt, FailureClass::Unknown, &error, latency_ms);
+            }
             UnitResult::Failed { class, error } => self.on_failure(i, attempt, class, &error, latency_ms),
             UnitResult::Input(message) => {
                 let record = self.task_record(i, TaskStatus::Failed, attempt, latency_ms, self.ctx.tier);
@@ -770,6 +776,40 @@ impl<'s> Dispatcher<'s> {
         self.emit_finished(i, "no_image", attempt, done.cost, done.usage, None, Some(shown.clone()));
         self.skip_dependents(i, &shown);
         self.check_fail_fast(i);
+    }
+
+    /// A 200 whose image is not whole: billed (at its reported usage, or possibly at the
+    /// estimate when it reported none), and retried while attempts are left, whatever
+    /// `on_no_image` says (a gateway broke it, not the model).
+    fn on_broken_image(&mut self, i: TaskIndex, attempt: u32, done: unit::NoImageDone, latency_ms: u64) {
+        const CLASS: &str = "broken_image";
+        self.progress.spent_usd += done.cost;
+        self.progress.tokens.add(&done.usage);
+        let possibly = if done.usage_missing { self.estimate(i) } else { Usd::ZERO };
+        if !possibly.is_zero() {
+            self.progress.possibly_billed_usd += possibly;
+            self.progress.possibly_billed_attempts += 1;
+        }
+        self.attempts[i as usize] += 1;
+        let retry = self.attempts[i as usize] < self.options.retry.attempts;
+        let delay = backoff(&self.options.retry, self.attempts[i as usize], None, &mut self.rng);
+        let planned = if retry { self.planned_retry(delay) } else { None };
+        let record = self.attempt_record(i, attempt, CLASS, Some(200), &done.reason, possibly, latency_ms, planned);
+        self.journal.append(&Record::attempt(AttemptRecord {
+            billed_usd: done.cost,
+            usage: Some(done.usage),
+            ..record
+        }));
+        if retry {
+            self.schedule_retry(i, attempt, CLASS, done.reason, delay, !possibly.is_zero());
+            return;
+        }
+        let base = self.task_record(i, TaskStatus::Failed, attempt, latency_ms, done.tier);
+        let record = TaskRecord {
+            error: Some(ErrorRecord { class: CLASS.into(), message: done.reason.clone(), http: Some(200) }),
+            ..base
+        };
+        self.finish_failed(i, record, State::Failed, format!("{CLASS}: {}", done.reason));
     }
 
     fn on_failure(

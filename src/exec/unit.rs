@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 
 use crate::api::body::ReplyBody;
-use crate::api::response::{Reply, parse_reply, raw_model_content};
+use crate::api::response::{ImageSource, Reply, parse_reply, raw_model_content};
 use crate::api::splitter::{BlobSink, Splitter, blob_index};
 use crate::api::{ApiError, ImageApi};
 use crate::buffers::{BufferPool, Pooled};
@@ -22,9 +22,9 @@ use crate::checkpoint::store::{OutputStore, Owner, PendingImage, StoreError, Wri
 use crate::digest::{self, ContentHasher};
 use crate::manifest::Manifest;
 use crate::manifest::model::RefKind;
-use crate::media;
+use crate::media::{self, Integrity};
 use crate::plan::{Plan, TaskIndex, TaskView};
-use crate::redact::redact_text;
+use crate::redact::{redact_text, redact_url};
 use crate::report::sidecar::{Sidecar, SidecarRef, SidecarSource};
 use crate::report::thumbs::Background;
 
@@ -71,6 +71,20 @@ pub enum UnitResult {
         usage: TokenCounts,
         cost: Usd,
     },
+    /// A 200 whose image is not whole (cut short, damaged, not base64, not an image, or its
+    /// URL could not be downloaded): billed, and worth another attempt.
+    Broken(Box<NoImageDone>),
+    /// The image is at a URL (`fileData`): download it, then finish (see [`run`]).
+    Fetch(Box<Fetch>),
+}
+
+/// A response whose image is to be downloaded before the attempt can finish.
+#[derive(Debug)]
+pub struct Fetch {
+    pub uri: String,
+    /// The response (without any streamed image), to be read again once the image is here.
+    skeleton: Vec<u8>,
+    tier: Tier,
 }
 
 #[derive(Debug)]
@@ -109,6 +123,8 @@ pub struct NoImageDone {
     pub response_id: Option<String>,
     /// As in [`ImageDone`].
     pub implausible_usage: Option<TokenCounts>,
+    /// The response reported no usage: what it cost is not known (possibly billed).
+    pub usage_missing: bool,
 }
 
 /// Runs one attempt; returns its result and how long the request took.
@@ -145,10 +161,89 @@ pub async fn run(ctx: Arc<UnitContext>, input: UnitInput) -> (UnitResult, Durati
             Err(error) => return (UnitResult::Failed { class: classify(&error), error }, started.elapsed()),
         };
         let latency = started.elapsed();
-        let result = tokio::task::spawn_blocking(move || process(&ctx, &input, &body, tier)).await;
-        return (result.unwrap_or_else(|e| worker_failed(&e)), latency);
+        let worker = ctx.clone();
+        let unit = input.clone();
+        let result = tokio::task::spawn_blocking(move || process(&worker, &unit, &body, tier)).await;
+        return (fetch_if_asked(ctx, input, result.unwrap_or_else(|e| worker_failed(&e))).await, latency);
     }
-    receive_streamed(ctx, input, reply, tier, started).await
+    let (result, latency) = receive_streamed(ctx.clone(), input.clone(), reply, tier, started).await;
+    (fetch_if_asked(ctx, input, result).await, latency)
+}
+
+/// An image given as a URL is downloaded (streamed into its temp file, verified like an inline
+/// one), then the response is finished with it; any other result is returned as it is.
+async fn fetch_if_asked(ctx: Arc<UnitContext>, input: UnitInput, result: UnitResult) -> UnitResult {
+    let UnitResult::Fetch(fetch) = result else { return result };
+    let Fetch { uri, skeleton, tier } = *fetch;
+    let fetched = match download(&ctx, &input, &uri).await {
+        Ok(blob) => Fetched::File(blob),
+        Err(Download::Failed(reason)) => Fetched::Failed(format!("the image's URL could not be downloaded: {reason}")),
+        Err(Download::Store(error)) => Fetched::Store(error),
+    };
+    let result =
+        tokio::task::spawn_blocking(move || finish(&ctx, &input, &skeleton, tier, Vec::new(), None, fetched)).await;
+    result.unwrap_or_else(|e| worker_failed(&e))
+}
+
+/// Why an image given by URL is not here.
+enum Download {
+    /// The server's answer (status, connection, size or time limit): the image is broken.
+    Failed(String),
+    /// Our disk refused it.
+    Store(StoreError),
+}
+
+/// Downloads `uri` into a temp file next to the task's output: size-limited and timed out like
+/// any answer, hashed and checked as it arrives, in short blocking jobs (as
+/// [`receive_streamed`]).
+async fn download(ctx: &Arc<UnitContext>, input: &UnitInput, uri: &str) -> Result<BlobFile, Download> {
+    let failed = |e: &dyn std::fmt::Display| Download::Failed(redact_text(&e.to_string()));
+    let mut body = ctx.api.fetch(uri).await.map_err(|e| failed(&e))?;
+    let files = Box::new(BlobFiles { ctx: ctx.clone(), input: input.clone(), blobs: Vec::new(), error: None });
+    let mut files = in_worker(files, |files| {
+        // A failure is kept in `files.error`.
+        let _ = files.begin(0);
+    })
+    .await
+    .map_err(|e| failed(&e))?;
+    let mut ended = false;
+    while !ended && files.error.is_none() {
+        let pieces = match gather(&mut body, &mut ended).await {
+            Ok(pieces) => pieces,
+            Err(e) => {
+                // Dropping the temp file deletes it: disk work.
+                let _ = tokio::task::spawn_blocking(move || drop(files)).await;
+                return Err(failed(&e));
+            }
+        };
+        files = in_worker(files, move |files| {
+            for piece in &pieces {
+                if files.write(0, piece).is_err() {
+                    break;
+                }
+            }
+        })
+        .await
+        .map_err(|e| failed(&e))?;
+    }
+    if let Some(error) = files.error.take() {
+        return Err(Download::Store(error));
+    }
+    let mut blob = files.blobs.pop().ok_or_else(|| Download::Failed("nothing was received".into()))?;
+    blob.valid = true;
+    Ok(blob)
+}
+
+/// Runs `work` on `files` in a blocking job and hands them back.
+async fn in_worker<F>(mut files: Box<BlobFiles>, work: F) -> Result<Box<BlobFiles>, tokio::task::JoinError>
+where
+    F: FnOnce(&mut BlobFiles) + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        work(&mut files);
+        files
+    })
+    .await
 }
 
 /// Reads the body as it arrives and hands it to short blocking jobs that split, decode, hash and
@@ -258,7 +353,7 @@ impl Streamed {
             }
         };
         let BlobFiles { ctx, input, blobs, error } = files;
-        finish(&ctx, &input, &skeleton, tier, blobs, error)
+        finish(&ctx, &input, &skeleton, tier, blobs, error, Fetched::None)
     }
 }
 
@@ -275,8 +370,19 @@ struct BlobFiles {
 struct BlobFile {
     file: PendingImage,
     hasher: ContentHasher,
+    /// Whether the image is whole, checked as it is written.
+    integrity: Integrity,
     head: Pooled,
     valid: bool,
+}
+
+/// The image of a response whose image part is a URL.
+enum Fetched {
+    /// Not downloaded (yet): the response is inline, or the download comes next.
+    None,
+    File(BlobFile),
+    Failed(String),
+    Store(StoreError),
 }
 
 /// Bytes kept from the start of an image: enough for every header format we read.
@@ -313,7 +419,13 @@ impl BlobSink for BlobFiles {
                 let mut head = HEAD_BUFFERS.take();
                 head.clear();
                 head.reserve(HEAD_BYTES);
-                self.blobs.push(BlobFile { file, hasher: ContentHasher::new(), head, valid: false });
+                self.blobs.push(BlobFile {
+                    file,
+                    hasher: ContentHasher::new(),
+                    integrity: Integrity::new(),
+                    head,
+                    valid: false,
+                });
                 Ok(())
             }
             Err(e) => Err(self.fail(e)),
@@ -327,6 +439,7 @@ impl BlobSink for BlobFiles {
             blob.head.extend_from_slice(&decoded[..take]);
         }
         blob.hasher.update(decoded);
+        blob.integrity.update(decoded);
         if let Err(e) = blob.file.write(decoded) {
             return Err(self.fail(StoreError::Fs(e)));
         }
@@ -366,7 +479,23 @@ fn prepare_body(ctx: &UnitContext, input: &UnitInput) -> Result<bytes::Bytes, St
 /// Reads a 200 body in memory (a conversation's turn, or one line of a batch's results): image
 /// or not, verified, stored. `tier` is the price list the response was billed at.
 pub fn process(ctx: &UnitContext, input: &UnitInput, body: &[u8], tier: Tier) -> UnitResult {
-    finish(ctx, input, body, tier, Vec::new(), None)
+    finish(ctx, input, body, tier, Vec::new(), None, Fetched::None)
+}
+
+/// A streamed image's file, its bytes all written.
+fn complete(mut blob: BlobFile) -> Result<ImageData, crate::fsutil::FsError> {
+    blob.file.complete()?;
+    Ok(ImageData::Streamed(blob))
+}
+
+/// A batch result whose image is a URL: not downloaded there (the lane reads results in one
+/// blocking pass); a broken image, retried like one.
+pub fn fetch_not_supported(ctx: &UnitContext, input: &UnitInput, fetch: &Fetch) -> UnitResult {
+    let reason = format!(
+        "a batch result gave its image as a URL ({}); nanobatch does not download those",
+        redact_url(&fetch.uri)
+    );
+    finish(ctx, input, &fetch.skeleton, fetch.tier, Vec::new(), None, Fetched::Failed(reason))
 }
 
 /// The image's bytes: decoded in memory, or already in a temp file.
@@ -385,6 +514,7 @@ fn finish(
     tier: Tier,
     mut blobs: Vec<BlobFile>,
     store_error: Option<StoreError>,
+    fetched: Fetched,
 ) -> UnitResult {
     let task = &ctx.plan.tasks[input.index as usize];
     let view = TaskView::new(&ctx.manifest, task);
@@ -401,36 +531,59 @@ fn finish(
     let expected_tokens = view.model.size(&task.size).map_or(0, |s| u64::from(s.output_tokens));
     let (usage, implausible_usage) = plausible_usage(reply.tokens(expected_tokens), task.estimate);
     let cost = view.model.cost(&usage, tier);
-    let billed = Billed { usage, cost, tier, implausible_usage };
+    let billed = Billed { usage, cost, tier, implausible_usage, usage_missing: reply.usage.is_none() };
     if let Some(kind) = reply.no_image() {
         return no_image(&reply, kind.reason(), billed);
     }
     let Some(part) = &reply.image else {
         return no_image(&reply, "no image part".into(), billed);
     };
-    let data = match blob_index(part.base64) {
-        Some(i) if i < blobs.len() => {
-            let mut blob = blobs.swap_remove(i);
-            drop(blobs);
-            if !blob.valid {
-                return no_image(&reply, "image data is not valid base64".into(), billed);
-            }
-            if let Err(e) = blob.file.complete() {
-                return UnitResult::Store { error: StoreError::Fs(e), usage, cost };
-            }
-            ImageData::Streamed(blob)
+    let data = match (&part.source, fetched) {
+        (ImageSource::Uri(_), Fetched::File(blob)) => match complete(blob) {
+            Ok(data) => data,
+            Err(e) => return UnitResult::Store { error: StoreError::Fs(e), usage, cost },
+        },
+        (ImageSource::Uri(_), Fetched::Failed(reason)) => return broken(&reply, reason, billed),
+        (ImageSource::Uri(_), Fetched::Store(error)) => return UnitResult::Store { error, usage, cost },
+        (ImageSource::Uri(uri), Fetched::None) if uri.starts_with("https://") || uri.starts_with("http://") => {
+            return UnitResult::Fetch(Box::new(Fetch { uri: uri.clone(), skeleton: body.to_vec(), tier }));
         }
-        _ => match part.decode() {
-            Ok(b) => ImageData::Memory(b),
-            Err(e) => return no_image(&reply, format!("image data is not valid base64: {e}"), billed),
+        (ImageSource::Uri(uri), Fetched::None) => {
+            let scheme = uri.split(':').next().unwrap_or(uri);
+            let reason = format!("the image was given as a `{scheme}:` URI, which nanobatch cannot download");
+            return no_image(&reply, reason, billed);
+        }
+        (ImageSource::Inline(text), _) => match blob_index(text) {
+            Some(i) if i < blobs.len() => {
+                let blob = blobs.swap_remove(i);
+                drop(blobs);
+                if !blob.valid {
+                    return broken(&reply, "the image data is not valid base64".into(), billed);
+                }
+                match complete(blob) {
+                    Ok(data) => data,
+                    Err(e) => return UnitResult::Store { error: StoreError::Fs(e), usage, cost },
+                }
+            }
+            _ => match part.decode() {
+                Ok(b) => ImageData::Memory(b),
+                Err(e) => return broken(&reply, format!("the image data is not valid base64: {e}"), billed),
+            },
         },
     };
+    let whole = match &data {
+        ImageData::Memory(bytes) => Integrity::check(bytes),
+        ImageData::Streamed(blob) => blob.integrity.finish(),
+    };
+    if let Err(reason) = whole {
+        return broken(&reply, reason, billed);
+    }
     let head = match &data {
         ImageData::Memory(bytes) => &bytes[..],
         ImageData::Streamed(blob) => &blob.head[..],
     };
     let Some(kind) = media::sniff(head) else {
-        return no_image(&reply, "image data is not a known image format".into(), billed);
+        return broken(&reply, "the image data is not a known image format".into(), billed);
     };
     let pixels = media::dimensions(head, kind).or_else(|| match &data {
         ImageData::Streamed(blob) => media::file_dimensions(blob.file.path(), kind),
@@ -500,6 +653,7 @@ struct Billed {
     cost: Usd,
     tier: Tier,
     implausible_usage: Option<TokenCounts>,
+    usage_missing: bool,
 }
 
 /// The reported usage, or the task's estimate in its place when no request could have used
@@ -510,7 +664,16 @@ fn plausible_usage(reported: TokenCounts, estimate: TokenCounts) -> (TokenCounts
 }
 
 fn no_image(reply: &Reply<'_>, reason: String, billed: Billed) -> UnitResult {
-    UnitResult::NoImage(Box::new(NoImageDone {
+    UnitResult::NoImage(Box::new(not_whole(reply, reason, billed)))
+}
+
+/// The image came, but not whole.
+fn broken(reply: &Reply<'_>, reason: String, billed: Billed) -> UnitResult {
+    UnitResult::Broken(Box::new(not_whole(reply, reason, billed)))
+}
+
+fn not_whole(reply: &Reply<'_>, reason: String, billed: Billed) -> NoImageDone {
+    NoImageDone {
         tier: billed.tier,
         reason,
         finish_reason: reply.finish_reason.clone().or_else(|| reply.block_reason.clone()),
@@ -521,7 +684,8 @@ fn no_image(reply: &Reply<'_>, reason: String, billed: Billed) -> UnitResult {
         model_version: reply.model_version.clone(),
         response_id: reply.response_id.clone(),
         implausible_usage: billed.implausible_usage,
-    }))
+        usage_missing: billed.usage_missing,
+    }
 }
 
 /// The model's text as kept in the journal and the sidecar: trimmed, bounded, and scrubbed of

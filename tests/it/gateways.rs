@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use nanobatch::api::splitter::STREAM_THRESHOLD;
 use nanobatch::mock::MockConfig;
 
 use crate::faults::{FAST, manifest, task};
@@ -158,5 +159,112 @@ fn compressed_bodies_are_accepted_small_and_large() {
             assert!(pad == 0 || std::fs::metadata(&image).unwrap().len() > 300_000);
         }
         assert_eq!(emulator.stats().requests, 2);
+    }
+}
+
+// ---- #22.5: JSON that escapes what it need not
+
+#[test]
+fn escaped_json_decodes_to_the_image_small_and_large() {
+    // A 512px JPEG (18 KB) stays in the skeleton and is unescaped by the JSON parser; a 512px
+    // PNG (60-120 KB) and padded ones (390 KB) are streamed and unescaped by the splitter.
+    for pad in [0, 1_500_000] {
+        let ws = Workspace::new();
+        let prompts = [
+            "a [[mock:jpeg,escape=slash]]",
+            "b [[mock:jpeg,escape=unicode]]",
+            "c [[mock:escape=slash]]",
+            "d [[mock:escape=unicode]]",
+        ];
+        ws.write("m.yaml", &manifest(&prompts, FAST));
+        let emulator = Emulator::start(MockConfig { pad_per_megapixel: pad, ..MockConfig::default() });
+        let out = ws.run(&emulator, "m.yaml", &[]);
+        assert_code(&out, 0);
+        let report = ws.report();
+        for i in 0..4 {
+            let t = task(&report, i);
+            assert_eq!((t["status"].as_str(), t["attempts"].as_u64()), (Some("succeeded"), Some(1)), "{t}");
+            let image = ws.out().join(t["outputs"][0].as_str().unwrap());
+            assert_eq!(image::open(&image).unwrap().width(), 512);
+            let base64_len = std::fs::metadata(&image).unwrap().len().div_ceil(3) * 4;
+            let streamed = base64_len >= STREAM_THRESHOLD as u64;
+            assert_eq!(streamed, i >= 2, "{} is on the path meant", image.display());
+        }
+        assert_eq!(emulator.stats().requests, 4);
+    }
+}
+
+// ---- #22.6: a broken image inside a well-formed 200
+
+#[test]
+fn a_truncated_or_damaged_image_is_a_billed_failure_retried_and_never_kept() {
+    for pad in [0, 1_500_000] {
+        let ws = Workspace::new();
+        let prompts = [
+            "a [[mock:broken=truncatedx1]]",
+            "b [[mock:broken=crcx1]]",
+            "c [[mock:jpeg,broken=truncatedx1]]",
+            "d [[mock:broken=truncated]]",
+        ];
+        ws.write("m.yaml", &manifest(&prompts, "{ attempts: 2, initial: 10ms, max: 20ms }"));
+        let emulator = Emulator::start(MockConfig { pad_per_megapixel: pad, ..MockConfig::default() });
+        let out = ws.run(&emulator, "m.yaml", &[]);
+        assert_code(&out, 1);
+        let report = ws.report();
+        for i in 0..3 {
+            let t = task(&report, i);
+            assert_eq!((t["status"].as_str(), t["attempts"].as_u64()), (Some("succeeded"), Some(2)), "{t}");
+            let (actual, estimated) =
+                (t["cost_usd"]["actual"].as_f64().unwrap(), t["cost_usd"]["estimated"].as_f64().unwrap());
+            assert!(actual > 1.9 * estimated, "both answers were billed: {t}");
+        }
+        let failed = task(&report, 3);
+        assert_eq!(failed["status"], "failed");
+        assert_eq!(failed["error_class"], "broken_image");
+        assert!(failed["error_message"].as_str().unwrap().contains("cut short"), "{failed}");
+        assert!(failed["cost_usd"]["actual"].as_f64().unwrap() > 0.0, "{failed}");
+        assert!(failed.get("outputs").is_none(), "{failed}");
+        assert_eq!(emulator.stats().broken_images, 5);
+        let kept = images(&ws.out());
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        for image in kept {
+            assert_eq!(image::open(&image).unwrap().to_rgb8().width(), 512, "{} decodes whole", image.display());
+        }
+        assert!(stderr(&out).contains("broken_image"), "{}", stderr(&out));
+    }
+}
+
+// ---- #22.7: an image given as a URL
+
+#[test]
+fn an_image_given_as_a_url_is_downloaded_and_verified() {
+    for pad in [0, 1_500_000] {
+        let ws = Workspace::new();
+        ws.write(
+            "m.yaml",
+            &manifest(
+                &["a [[mock:file-data]]", "b [[mock:file-data=truncated]]"],
+                "{ attempts: 2, initial: 10ms, max: 20ms }",
+            ),
+        );
+        let emulator = Emulator::start(MockConfig { pad_per_megapixel: pad, ..MockConfig::default() });
+        let out = ws.run(&emulator, "m.yaml", &[]);
+        assert_code(&out, 1);
+        let report = ws.report();
+        let ok = task(&report, 0);
+        assert_eq!((ok["status"].as_str(), ok["attempts"].as_u64()), (Some("succeeded"), Some(1)), "{ok}");
+        let image = ws.out().join(ok["outputs"][0].as_str().unwrap());
+        assert_eq!(image::open(&image).unwrap().width(), 512);
+        let cut = task(&report, 1);
+        assert_eq!(
+            (cut["status"].as_str(), cut["error_class"].as_str()),
+            (Some("failed"), Some("broken_image")),
+            "{cut}"
+        );
+        assert_eq!(cut["attempts"], 2);
+        let stats = emulator.stats();
+        assert_eq!((stats.file_images, stats.file_downloads), (3, 3));
+        assert_eq!(images(&ws.out()).len(), 1);
+        assert!(crate::support::temp_files(&ws.out()).is_empty());
     }
 }

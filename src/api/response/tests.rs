@@ -16,7 +16,7 @@ fn flash_25_success_has_an_image_and_billable_usage() {
     assert!(reply.no_image().is_none());
     let image = reply.image.as_ref().unwrap();
     assert_eq!(image.declared_mime.as_deref(), Some("image/png"));
-    assert!(image.base64.starts_with("iVBORw0KGgo"));
+    assert!(image.base64().unwrap().starts_with("iVBORw0KGgo"));
     assert_eq!(reply.text, "Here is your image.");
     let t = reply.tokens(1290);
     assert_eq!((t.input_text, t.input_image, t.output_image, t.output_text, t.thinking), (262, 0, 1290, 0, 0));
