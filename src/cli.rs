@@ -329,6 +329,9 @@ pub struct MockServerArgs {
     /// (billed, not delivered).
     #[arg(long, default_value_t = 0.0)]
     pub gateway_timeout: f64,
+    /// Fraction of image responses whose PNG is cut in half inside a well-formed 200 (billed).
+    #[arg(long, default_value_t = 0.0)]
+    pub broken_image: f64,
     /// Latency: 0, 200ms, 1s..3s, lognormal:MEDIAN:SIGMA.
     #[arg(long, default_value = "0")]
     pub latency: String,

@@ -36,6 +36,7 @@ pub fn config(args: &MockServerArgs) -> Result<MockConfig, CommandError> {
             image_safety: args.image_safety,
             text_only: args.text_only,
             gateway_timeout: args.gateway_timeout,
+            broken_image: args.broken_image,
         },
         latency,
         pad_per_megapixel: args.pad_per_megapixel,

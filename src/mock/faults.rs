@@ -81,6 +81,8 @@ pub struct FaultRates {
     pub text_only: f64,
     /// A gateway's HTML 504 after the model generated (and billed) the image.
     pub gateway_timeout: f64,
+    /// A well-formed 200 whose image is cut in half (billed).
+    pub broken_image: f64,
 }
 
 /// What a directive in the prompt asks for.

@@ -636,10 +636,14 @@ fn deliver(
     let rates = &state.config.faults;
     let drop_roll: f64 = rng.random();
     let trunc_roll: f64 = rng.random();
-    let drop = directives.drop.is_some_and(|n| call.nth < n) || (directives.drop.is_none() && drop_roll < rates.drop);
+    // The random rates are of image responses (as their flags say): a dropped or cut answer then
+    // always stands for a billed image, which is what the soak tests count.
+    let image = answer.has_image;
+    let drop =
+        directives.drop.is_some_and(|n| call.nth < n) || (directives.drop.is_none() && image && drop_roll < rates.drop);
     let truncate = !drop
         && (directives.truncate.is_some_and(|n| call.nth < n)
-            || (directives.truncate.is_none() && trunc_roll < rates.truncate));
+            || (directives.truncate.is_none() && image && trunc_roll < rates.truncate));
     let total = answer.len();
     if directives.huge {
         record(state, call, 200, "huge", None, Some(&answer));
@@ -674,6 +678,11 @@ fn deliver(
     let broken = || Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "emulated connection loss"));
     if drop {
         chunks.push(broken());
+    } else if truncate && answer.image_b64.is_none() {
+        // No image to cut: the answer itself is cut (else it would arrive whole).
+        let head = Bytes::from(answer.head);
+        chunks.push(Ok(head.slice(..head.len() / 2)));
+        chunks.push(broken());
     } else {
         chunks.push(Ok(Bytes::from(answer.head)));
         if let Some((head, tail)) = answer.image_b64 {
@@ -684,8 +693,6 @@ fn deliver(
                 chunks.push(Ok(head));
                 chunks.push(Ok(Bytes::from(tail)));
             }
-        } else if truncate {
-            chunks.push(broken());
         }
         if !truncate {
             chunks.push(Ok(Bytes::from(answer.rest)));

@@ -6,7 +6,8 @@
 //!
 //! Each is a prompt directive (`[[mock:gateway=504]]`, `[[mock:escape=slash]]`, …), kept apart
 //! from the emulator's own faults in [`Hostile`]; the gateway timeout also has a random rate for
-//! soak tests ([`FaultRates::gateway_timeout`](super::FaultRates)).
+//! soak tests ([`FaultRates::gateway_timeout`](super::FaultRates)), and so has the truncated
+//! image (`broken_image`).
 
 use std::io::Write;
 
@@ -189,11 +190,16 @@ pub(crate) fn after_model(
     if hostile.huge_usage {
         answer.rest = inflate_usage(&answer.rest);
     }
+    // Rolled only when asked for, so the other faults' sequences stay as they were.
+    let rate = state.config.faults.broken_image;
+    let random_broken = hostile.broken.is_none() && answer.has_image && rate > 0.0 && rng.random::<f64>() < rate;
     if let Some((kind, times)) = hostile.broken
         && call.nth < times
         && answer.has_image
     {
         break_image(&mut answer, kind);
+    } else if random_broken {
+        break_image(&mut answer, Broken::Truncated);
     }
     if let Some(mode) = hostile.file_data
         && answer.has_image

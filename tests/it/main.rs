@@ -20,6 +20,7 @@ mod review;
 mod run;
 mod run_home;
 mod schemas;
+mod soak;
 mod streaming;
 mod support;
 mod terminal;
