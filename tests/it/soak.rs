@@ -8,7 +8,6 @@
 //! Ignored by default; CI runs it small (`NANOBATCH_SOAK_TASKS=300`).
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nanobatch::media::Integrity;
@@ -16,7 +15,7 @@ use nanobatch::mock::{FaultRates, Latency, MockConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::support::{Emulator, TEST_KEY, Workspace, images, stderr, temp_files};
+use crate::support::{Emulator, Workspace, images, stderr, temp_files};
 
 /// Outcomes after which the emulator's model had made (and billed) an image.
 const BILLED_IMAGE: &[&str] = &["image", "dropped", "truncated", "gateway", "broken-image", "file-data"];
@@ -104,20 +103,12 @@ fn soak_with_kills() {
         ..MockConfig::default()
     };
     let emulator = Emulator::start(config);
-    let bin = assert_cmd::cargo::cargo_bin("nanobatch");
     let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
     let mut finished_before_the_kill = 0;
     for _ in 0..kills {
-        let mut child = std::process::Command::new(&bin)
-            .current_dir(ws.path())
-            .args(["run", "m.yaml", "-o", "out", "-j", "32", "-q"])
-            .env("GEMINI_API_KEY", TEST_KEY)
-            .env("GOOGLE_GEMINI_BASE_URL", emulator.url())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        // Quiet: its pipes are never read.
+        let mut child = ws.spawn_run(&emulator, "m.yaml", &["-j", "32", "-q"]);
         // Any moment: opening the journal, planning, sending, writing, journaling, reporting.
         std::thread::sleep(Duration::from_millis(rng.random_range(0..1200)));
         if child.try_wait().unwrap().is_some() {
